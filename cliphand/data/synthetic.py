@@ -1,0 +1,302 @@
+"""The embedded default dataset: procedurally generated right hands in FreiHAND's exact layout.
+
+Every pose is a random hand (:mod:`cliphand.data.handmodel`: shape, joint angles, a uniformly
+random global rotation) seen by a random FreiHAND-like camera, rendered once
+(:mod:`cliphand.data.render`) and composited over random textured backgrounds: four for the
+training split (image ``pose + P * version``), one for the evaluation split. Annotations follow
+:mod:`cliphand.data.layout`; ``mano.json`` holds this hand model's parameters in MANO's slots
+(16 x 3 rotation vectors, 10 shape coefficients, 3 translation), not MANO parameters:
+
+* pose [0:48]: the global rotation (hand frame to camera), then the 15 finger bones' rotations
+  relative to their parent, in hand-frame axes, bones in joint order (thumb CMC, MCP, IP, index
+  MCP, PIP, DIP, ..., little DIP);
+* shape [48:58]: ``handmodel.BETA_NAMES`` coefficients in [-1, 1];
+* translation [58:61]: the wrist's camera-space position, meters.
+
+Each pose draws from its own generator seeded by ``(seed, split, pose)``, so output does not
+depend on the number of workers; annotation files are byte-identical for the same seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from cliphand import viz
+from cliphand.data import handmodel, render
+from cliphand.data.layout import (
+    HAND_MODEL_FILE, SPLITS, annotation_path, image_path, mask_path, num_versions,
+)
+from cliphand.skeleton import SCALE_BONE
+
+FOCAL_RANGE = (450.0, 650.0)  # pixels at 224 px, as in FreiHAND
+PRINCIPAL_JITTER = 0.05  # of the image size
+FILL_RANGE = (0.4, 0.8)  # projected hand bounding box side / image size
+MARGIN = 0.03  # of the image size, between the hand and the image border
+MIN_DEPTH = 0.25  # meters, of the hand's bounding-box centre
+JPEG_QUALITY = 90
+DECIMALS = 6
+_CHUNK = 8  # poses per worker task
+
+
+@dataclass(frozen=True)
+class PoseAnnotation:
+    """Annotations of one pose, camera space, meters."""
+
+    xyz: np.ndarray  # [21, 3]
+    verts: np.ndarray  # [778, 3]
+    K: np.ndarray  # [3, 3]
+    mano: np.ndarray  # [61]
+    scale: float
+
+
+def sample_intrinsics(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A FreiHAND-like pinhole camera for ``size`` px square images, [3, 3]."""
+    f = rng.uniform(*FOCAL_RANGE) * size / 224.0
+    c = (size - 1) / 2.0 + rng.uniform(-PRINCIPAL_JITTER, PRINCIPAL_JITTER, 2) * size
+    return np.array([[f, 0.0, c[0]], [0.0, f, c[1]], [0.0, 0.0, 1.0]])
+
+
+def place_in_view(points: np.ndarray, K: np.ndarray, size: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """A translation [3] that puts ``points`` [N, 3] (camera axes, any origin) in front of the
+    camera, filling about FILL_RANGE of the image, at least MARGIN away from its borders."""
+    centre = 0.5 * (points.max(0) + points.min(0))
+    local = points - centre
+    f = K[0, 0]
+    lo, hi = MARGIN * size, (1 - MARGIN) * size - 1
+    target = min(rng.uniform(*FILL_RANGE) * size, hi - lo)
+    where = rng.uniform(0, 1, 2)  # relative position of the box in the free space
+
+    def bbox(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        uv, _ = render.project(local + t, K)
+        return uv.min(0), uv.max(0)
+
+    # The projected extent scales about as 1 / depth; iterate for perspective.
+    t = np.array([0.0, 0.0, max(f * np.ptp(local[:, :2], axis=0).max() / target, MIN_DEPTH)])
+    for _ in range(3):
+        uv_lo, uv_hi = bbox(t)
+        t[2] = max(t[2] * (uv_hi - uv_lo).max() / target, MIN_DEPTH)
+    for _ in range(30):
+        for _ in range(3):
+            uv_lo, uv_hi = bbox(t)
+            goal = lo + where * np.maximum(hi - lo - (uv_hi - uv_lo), 0.0)
+            t[:2] += (goal - uv_lo) * t[2] / f
+        uv_lo, uv_hi = bbox(t)
+        if (uv_lo >= lo).all() and (uv_hi <= hi).all():
+            break
+        t[2] *= 1.05  # strong perspective kept it from fitting: step back
+    else:
+        raise RuntimeError("could not fit the hand in the image")
+    return t - centre
+
+
+def make_pose(seed: int, split: str, pose: int, size: int) -> tuple[PoseAnnotation,
+                                                                    render.Lighting,
+                                                                    np.ndarray]:
+    """The annotation, lighting and per-vertex albedo [778, 3] of one pose (no rendering)."""
+    rng = np.random.default_rng([seed, SPLITS.index(split), pose])
+    topo = handmodel.topology()
+    hand = handmodel.pose_hand(handmodel.sample_betas(rng), handmodel.sample_angles(rng))
+    rotation = handmodel.random_rotation(rng)
+    K = sample_intrinsics(rng, size)
+    rotated = hand.verts @ rotation.T  # [778, 3], wrist at the origin
+    trans = place_in_view(rotated, K, size, rng)
+    verts = rotated + trans
+    xyz = topo.regressor @ verts
+    mano = np.concatenate([handmodel.rotvec(rotation), hand.local_rotvecs[1:].ravel(),
+                           hand.betas, trans])
+    scale = float(np.linalg.norm(xyz[SCALE_BONE[0]] - xyz[SCALE_BONE[1]]))
+    annotation = PoseAnnotation(xyz=xyz, verts=verts, K=K, mano=mano, scale=scale)
+    return annotation, render.sample_lighting(rng), render.skin_albedo(rng, topo.palmar, topo.nail)
+
+
+def _save_jpeg(array: np.ndarray, path: Path) -> int:
+    Image.fromarray(array).save(path, format="JPEG", quality=JPEG_QUALITY)
+    return path.stat().st_size
+
+
+def _render_pose(job: tuple[Path, int, str, int, int, int]) -> tuple[PoseAnnotation, int]:
+    """Generate one pose, write its images and mask; returns its annotation and bytes written."""
+    root, seed, split, pose, n_poses, size = job
+    annotation, light, albedo = make_pose(seed, split, pose, size)
+    split_id = SPLITS.index(split)
+    # The hand is rendered once; versions differ only in the background.
+    color, alpha = render.render(annotation.verts, handmodel.topology().faces, albedo,
+                                 annotation.K, size, light)
+    effects = render.sample_camera_effects(np.random.default_rng([seed, split_id, pose, 0]), size)
+    nbytes = 0
+    for version in range(num_versions(split)):
+        bg_rng = np.random.default_rng([seed, split_id, pose, 1 + version])
+        image = render.composite(color, alpha, render.random_background(bg_rng, size))
+        path = image_path(root, split, pose + n_poses * version)
+        nbytes += _save_jpeg(render.to_uint8(image, effects), path)
+    mask = np.where(alpha >= 0.5, 255, 0).astype(np.uint8)
+    nbytes += _save_jpeg(mask, mask_path(root, split, pose))
+    return annotation, nbytes
+
+
+def _render_chunk(jobs: list[tuple[Path, int, str, int, int, int]]
+                  ) -> list[tuple[PoseAnnotation, int]]:
+    return [_render_pose(job) for job in jobs]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _json_bytes(values: np.ndarray | list[float]) -> bytes:
+    return json.dumps(np.round(np.asarray(values, dtype=np.float64), DECIMALS).tolist(),
+                      separators=(",", ":")).encode()
+
+
+_IMAGE_NAME = re.compile(r"(\d{8})\.jpg")
+
+
+def _remove_stale(folder: Path, count: int) -> None:
+    """Delete images numbered ``count`` and above, left by an earlier, larger dataset."""
+    for entry in os.scandir(folder):
+        m = _IMAGE_NAME.fullmatch(entry.name)
+        if m and int(m.group(1)) >= count:
+            os.unlink(entry.path)
+
+
+def _write_hand_model(root: Path) -> int:
+    """Faces and joint regressor beside the annotations; returns the file size."""
+    topo = handmodel.topology()
+    buffer = io.BytesIO()
+    np.savez(buffer, faces=topo.faces.astype(np.int32),
+             joint_regressor=topo.regressor.astype(np.float64))
+    _write_atomic(root / HAND_MODEL_FILE, buffer.getvalue())
+    return len(buffer.getvalue())
+
+
+def _check_params(n_train: int, n_eval: int, image_size: int, seed: int, workers: int) -> None:
+    for name, value, low in (("n_train", n_train, 1), ("n_eval", n_eval, 1),
+                             ("image_size", image_size, 32), ("seed", seed, 0),
+                             ("workers", workers, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        if value < low:
+            raise ValueError(f"{name}: must be >= {low}, got {value}")
+
+
+def generate(root: Path, n_train: int, n_eval: int, image_size: int = 224, seed: int = 0,
+             workers: int = 2, progress: bool = True) -> dict:
+    """Write a synthetic dataset in FreiHAND's layout under ``root``.
+
+    ``n_train`` training poses (4 images each) and ``n_eval`` evaluation poses (1 image each) of
+    ``image_size`` px, generated by ``workers`` processes. Returns statistics: images, poses,
+    seconds, images_per_s and bytes written.
+    """
+    _check_params(n_train, n_eval, image_size, seed, workers)
+    start = time.perf_counter()
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    counts = {"training": n_train, "evaluation": n_eval}
+    jobs = []
+    for split, n in counts.items():
+        for sub in ("rgb", "mask"):
+            (root / split / sub).mkdir(parents=True, exist_ok=True)
+        jobs += [(root, seed, split, pose, n, image_size) for pose in range(n)]
+    chunks = [jobs[i:i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
+    n_images = sum(n * num_versions(s) for s, n in counts.items())
+
+    results: list[tuple[PoseAnnotation, int]] = []
+    with tqdm(total=n_images, unit="img", disable=not progress, desc="synthetic") as bar:
+        def collect(chunk: list[tuple[PoseAnnotation, int]], jobs_done: list) -> None:
+            results.extend(chunk)
+            bar.update(sum(num_versions(j[2]) for j in jobs_done))
+
+        if workers == 1:
+            for chunk in chunks:
+                collect(_render_chunk(chunk), chunk)
+        else:
+            with Pool(min(workers, len(chunks))) as pool:
+                for chunk, done in zip(pool.imap(_render_chunk, chunks), chunks):
+                    collect(chunk, done)
+
+    nbytes = sum(b for _, b in results)
+    offset = 0
+    for split, n in counts.items():
+        annotations = [a for a, _ in results[offset:offset + n]]
+        offset += n
+        for name, values in (("xyz", [a.xyz for a in annotations]),
+                             ("verts", [a.verts for a in annotations]),
+                             ("K", [a.K for a in annotations]),
+                             ("mano", [a.mano[None] for a in annotations]),
+                             ("scale", [a.scale for a in annotations])):
+            data = _json_bytes(values)
+            _write_atomic(annotation_path(root, split, name), data)
+            nbytes += len(data)
+        _remove_stale(root / split / "rgb", n * num_versions(split))
+        _remove_stale(root / split / "mask", n)
+    nbytes += _write_hand_model(root)
+    seconds = time.perf_counter() - start
+    return {"images": n_images, "poses": n_train + n_eval, "seconds": round(seconds, 3),
+            "images_per_s": round(n_images / seconds, 2), "bytes": nbytes}
+
+
+def write_contact_sheet(root: Path, path: Path, split: str = "training", count: int = 16,
+                        ncols: int = 4, tile: int = 128) -> Path:
+    """A PNG contact sheet of the first ``count`` images of a generated split, skeletons drawn."""
+    root = Path(root)
+    xyz = np.array(json.loads(annotation_path(root, split, "xyz").read_text()))
+    K = np.array(json.loads(annotation_path(root, split, "K").read_text()))
+    n_poses = len(K)
+    images, uvs = [], []
+    for i in range(min(count, n_poses * num_versions(split))):
+        pose = i % n_poses
+        with Image.open(image_path(root, split, i)) as image:
+            images.append(image.convert("RGB"))
+        uvs.append(render.project(xyz[pose], K[pose])[0])
+    return viz.save_png(viz.contact_sheet(images, uvs, ncols=ncols, tile=tile), path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cliphand.data.synthetic",
+        description="Generate the synthetic hand dataset in FreiHAND's layout.")
+    parser.add_argument("--out", type=Path, required=True, help="dataset root to write")
+    parser.add_argument("--n-train", type=int, default=1000, help="training poses (x4 images)")
+    parser.add_argument("--n-eval", type=int, default=250, help="evaluation poses")
+    parser.add_argument("--size", type=int, default=224, help="image size, pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sheet", type=Path, help="also write a contact sheet PNG here")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        stats = generate(args.out, args.n_train, args.n_eval, args.size, args.seed, args.workers,
+                         progress=not args.quiet)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.sheet:
+        write_contact_sheet(args.out, args.sheet)
+    print(json.dumps(stats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

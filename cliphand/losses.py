@@ -1,0 +1,160 @@
+"""Training losses.
+
+Contrastive pose–text alignment (CLIP-style, one per axis x/y/z):
+
+* `clip_loss`: symmetric cross-entropy between pose and text features. Two samples of a batch
+  often share the same prompt text (identical joint orderings, frequent for z), so with
+  `prompt_ids` the targets are multi-positive: uniform over every column with the sample's text.
+  Without duplicates this is exactly CLIP's loss.
+* `gather_features`: under torch.distributed the loss runs over the features of all ranks, with
+  gradients through the local ones only (open_clip's ClipLoss with ``local_loss=False,
+  gather_with_grad=False``).
+* `LogitScale`: the learnable temperature.
+* `prompt_ids`: ids that are equal exactly for equal prompt texts, on every rank.
+
+Supervised terms on 2.5D coordinates (``cliphand.geometry``): `heatmap_loss`, `joint_loss`,
+`vertex_loss` (every mesh level) and `mesh_joint_loss` (joints regressed from the mesh).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+# CLIP's initial temperature 0.07 (the authors' code starts at log(100)) and CLIP's cap of 100.
+LOGIT_SCALE_INIT = 1.0 / 0.07
+LOGIT_SCALE_MIN = 1.0
+LOGIT_SCALE_MAX = 100.0
+
+
+def _distributed_world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) when torch.distributed is not in use."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_features(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` [B, ...] of all ranks in rank order → [world * B, ...].
+
+    Identity when not distributed. Only this rank's slice keeps its autograd history; the others
+    are constants. Every rank must pass the same shape.
+    """
+    rank, world = _distributed_world()
+    if world == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[rank] = x
+    return torch.cat(parts, dim=0)
+
+
+def _text_hash(text: str) -> int:
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def prompt_ids(prompts: Sequence[str]) -> torch.Tensor:
+    """Int64 ids [B], equal for equal prompt texts.
+
+    The id is a 64-bit BLAKE2b hash of the text, not an index into this batch, so ids agree across
+    ranks and batches and can be gathered. Different texts collide with probability ~B²/2⁶⁵.
+    """
+    return torch.tensor([_text_hash(p) for p in prompts], dtype=torch.long)
+
+
+def clip_loss(
+    pose_feats: torch.Tensor,
+    text_feats: torch.Tensor,
+    logit_scale: torch.Tensor,
+    prompt_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Symmetric CLIP loss (pose→text and text→pose cross-entropy, averaged), gathered over ranks.
+
+    pose_feats, text_feats: [B, D], L2-normalised; logit_scale: scalar, already exponentiated and
+    clamped. prompt_ids: [B] (equal ids ⇔ equal texts, see `prompt_ids`) or None. With ids, each
+    row's target is uniform over the columns with its text, and likewise for columns; without
+    them, or without duplicates, the targets are the diagonal as in CLIP.
+    """
+    if pose_feats.ndim != 2 or pose_feats.shape != text_feats.shape:
+        raise ValueError(
+            f"pose_feats and text_feats must both be [B, D], got {tuple(pose_feats.shape)} "
+            f"and {tuple(text_feats.shape)}"
+        )
+    if prompt_ids is not None and prompt_ids.shape != pose_feats.shape[:1]:
+        raise ValueError(
+            f"prompt_ids must be [{pose_feats.shape[0]}], got {tuple(prompt_ids.shape)}"
+        )
+
+    pose = gather_features(pose_feats)  # [G, D], G = world * B
+    text = gather_features(text_feats)  # [G, D]
+    logits = logit_scale * pose @ text.T  # [G, G], rows: poses, columns: texts
+    if prompt_ids is None:
+        labels = torch.arange(len(logits), device=logits.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+    ids = gather_features(prompt_ids.to(logits.device))  # [G]
+    same = (ids[:, None] == ids[None, :]).to(logits.dtype)  # [G, G], symmetric
+    targets = same / same.sum(dim=1, keepdim=True)  # symmetric too: serves rows and columns
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+class LogitScale(nn.Module):
+    """Learnable logit scale (inverse temperature) of one axis's contrastive loss.
+
+    Stores the log-scale, initialised at log(1/0.07) as in CLIP (the authors' code uses log(100),
+    which starts at the cap); `forward` returns exp(log-scale) clamped to [1, 100].
+    """
+
+    def __init__(self, init: float = LOGIT_SCALE_INIT) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(math.log(init)))
+
+    def forward(self) -> torch.Tensor:
+        """The scale, a scalar tensor in [1, 100]."""
+        return self.log_scale.exp().clamp(LOGIT_SCALE_MIN, LOGIT_SCALE_MAX)
+
+
+# Supervised pose and mesh losses (2.5D coordinates, see ``cliphand.geometry``).
+
+
+def heatmap_loss(logits: list[torch.Tensor], joints25d: torch.Tensor, sigma_bins: float = 1.0) -> torch.Tensor:
+    """Cross-entropy of the 1D heatmap logits ``[[B, 21, bins]] * 3`` against Gaussian labels.
+
+    The labels are Gaussians of ``sigma_bins`` bins around the target ``[B, 21, 3]`` (SimCC's
+    label smoothing), so the heatmaps the pose features read stay sharp and unimodal.
+    """
+    total = joints25d.new_zeros(())
+    for axis, logit in enumerate(logits):
+        bins = logit.shape[-1]
+        centres = (torch.arange(bins, device=logit.device, dtype=logit.dtype) + 0.5) / bins
+        target = joints25d[..., axis, None].to(logit.dtype)  # [B, 21, 1]
+        labels = torch.exp(-0.5 * ((centres - target) * bins / sigma_bins) ** 2)
+        labels = labels / labels.sum(-1, keepdim=True).clamp_min(1e-12)
+        total = total + -(labels * logit.log_softmax(-1)).sum(-1).mean()
+    return total / len(logits)
+
+
+def joint_loss(pred25d: torch.Tensor, target25d: torch.Tensor) -> torch.Tensor:
+    """L1 between 2.5D joints ``[B, 21, 3]``."""
+    return F.l1_loss(pred25d, target25d)
+
+
+def vertex_loss(levels: list[torch.Tensor], target25d: torch.Tensor, indices: list[torch.Tensor]) -> torch.Tensor:
+    """L1 of every mesh level ``[B, n_l, 3]`` against the target vertices it keeps, averaged."""
+    return sum(F.l1_loss(pred, target25d[:, ix]) for pred, ix in zip(levels, indices)) / len(levels)
+
+
+def mesh_joint_loss(verts25d: torch.Tensor, joint_regressor: torch.Tensor, target25d: torch.Tensor) -> torch.Tensor:
+    """L1 between the joints regressed from the mesh ``J @ V`` and the target joints.
+
+    The regressor is linear in camera space; applied to 2.5D coordinates it is exact for depth
+    and, for a hand far from the camera relative to its size, a close approximation for u, v.
+    """
+    return F.l1_loss(joint_regressor @ verts25d, target25d)

@@ -1,0 +1,120 @@
+"""CLIP-Hand3D: backbone → 1D-heatmap pose head → pose-aware features and coarse-to-fine mesh."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from cliphand import geometry
+from cliphand.config import ConfigError, positive
+from cliphand.losses import LogitScale
+from cliphand.models.backbone import Backbone, BackboneConfig
+from cliphand.models.hierarchy import MeshHierarchy
+from cliphand.models.mesh_regressor import MeshConfig, MeshRegressor
+from cliphand.models.pose_head import PoseFeatures, PoseHead, heatmap_bins, soft_argmax
+from cliphand.text.encoder import TextConfig, TextEncoder
+
+log = logging.getLogger(__name__)
+
+# ImageNet statistics: timm's CNNs are trained with them.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelConfig:
+    """The whole model. Defaults: the CPU preset (ResNet-18 at 128 px, a small text tower)."""
+
+    image_size: int = 128
+    embed_dim: int = 512
+    depth_range: float = 8.0  # root-relative depth range, in units of the hand's scale
+    pose_width: int = 256
+    joint_dim: int = 16
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    text: TextConfig | None = field(default_factory=TextConfig)
+
+    def validate(self, prefix: str = "model") -> None:
+        """Raise a ConfigError naming the first unusable key."""
+        if self.image_size < 64 or self.image_size % 32:
+            raise ConfigError(f"{prefix}.image_size: must be a multiple of 32 and >= 64, got {self.image_size}")
+        for name in ("embed_dim", "depth_range", "pose_width", "joint_dim"):
+            positive(getattr(self, name), f"{prefix}.{name}")
+        if self.text is not None and self.text.embed_dim != self.embed_dim:
+            raise ConfigError(
+                f"{prefix}.text.embed_dim: {self.text.embed_dim} differs from {prefix}.embed_dim "
+                f"{self.embed_dim}: pose and text features share one space"
+            )
+
+
+@dataclass
+class HandOutput:
+    """What the model predicts for a batch. 2.5D coordinates follow ``cliphand.geometry``."""
+
+    heatmaps: list[Tensor]  # x, y, z: [B, 21, bins], softmax over bins
+    logits: list[Tensor]  # the same before the softmax
+    joints25d: Tensor  # [B, 21, 3]
+    verts25d: list[Tensor]  # per mesh level: [B, n_l, 3], the last is [B, 778, 3]
+    pose_feats: list[Tensor]  # x, y, z: [B, E], L2-normalised
+    joints_cam: Tensor | None = None  # [B, 21, 3], meters, when K and scale are given
+    verts_cam: Tensor | None = None  # [B, 778, 3]
+
+
+class CLIPHand3D(nn.Module):
+    """The image side (backbone, pose head, pose features, mesh regressor) and the text side.
+
+    ``forward`` takes images in [0, 1]; the text encoder and logit scales are used by the
+    contrastive loss only (``encode_text``), so inference never runs them.
+    """
+
+    def __init__(self, cfg: ModelConfig, hierarchy: MeshHierarchy) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.hierarchy = hierarchy
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.backbone = Backbone(cfg.backbone)
+        bins = heatmap_bins(cfg.image_size)
+        self.pose_head = PoseHead(self.backbone.channels, cfg.image_size, cfg.pose_width, cfg.joint_dim)
+        self.pose_features = PoseFeatures(bins, cfg.embed_dim)
+        self.mesh = MeshRegressor(hierarchy, self.backbone.channels, cfg.mesh)
+        self.text = TextEncoder(cfg.text) if cfg.text is not None else None
+        # One learnable temperature per axis.
+        self.logit_scales = nn.ModuleList(LogitScale() for _ in range(3)) if cfg.text is not None else None
+
+    def forward(
+        self, images: Tensor, K: Tensor | None = None, scale: Tensor | None = None, with_mesh: bool = True
+    ) -> HandOutput:
+        """Images ``[B, 3, S, S]`` in [0, 1]; with the crop's ``K`` [B, 3, 3] and the hand's
+        ``scale`` [B] (meters) the joints and vertices are also returned in camera space.
+        ``with_mesh=False`` skips the mesh regressor (contrastive pretraining does not use it)."""
+        pyramid = self.backbone((images - self.mean) / self.std)  # [C2, C3, C4, C5]
+        logits = self.pose_head(pyramid[-2], pyramid[-1])
+        heatmaps = [l.softmax(-1) for l in logits]
+        joints25d = torch.stack([soft_argmax(h) for h in heatmaps], dim=-1)  # [B, 21, 3]
+        verts25d = self.mesh(pyramid, joints25d) if with_mesh else []
+        out = HandOutput(heatmaps, logits, joints25d, verts25d, self.pose_features(heatmaps))
+        if K is not None and scale is not None:
+            size, rng = self.cfg.image_size, self.cfg.depth_range
+            root = geometry.root_depth_from_25d(joints25d, K, scale, size, rng)  # [B]
+            out.joints_cam = geometry.from_25d(joints25d, root, K, scale, size, rng)
+            if with_mesh:
+                out.verts_cam = geometry.from_25d(verts25d[-1], root, K, scale, size, rng)
+        return out
+
+    def encode_text(self, prompts: list[str], axis: int) -> Tensor:
+        """Prompt embeddings ``[B, E]`` for one axis (0 = x, 1 = y, 2 = z), L2-normalised."""
+        if self.text is None:
+            raise RuntimeError("this model was built without a text encoder (model.text: null)")
+        return self.text(prompts, axis)
+
+
+def count_parameters(module: nn.Module) -> dict[str, int]:
+    """Parameters per top-level child and in total (trainable or not)."""
+    counts = {name: sum(p.numel() for p in child.parameters()) for name, child in module.named_children()}
+    counts["total"] = sum(p.numel() for p in module.parameters())
+    return counts

@@ -1,0 +1,145 @@
+"""The coarse-to-fine mesh hierarchy, built from data (never from MANO files).
+
+Levels of 98, 195, 389 and 778 vertices are nested subsets of the mean training mesh chosen by
+farthest-point sampling (the authors take every 8th/4th/2nd vertex of the MANO template). Between
+levels, each finer node starts as the inverse-distance blend of its nearest coarser nodes; the
+first level is blended from the 21 joints. The 21×778 joint regressor comes from the data when it
+ships one, else it is fitted by least squares on the training meshes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from cliphand.skeleton import NUM_JOINTS, NUM_VERTS
+
+LEVELS = (98, 195, 389, 778)
+
+
+@dataclass
+class MeshHierarchy:
+    """Templates and up-sampling matrices of the coarse-to-fine regressor.
+
+    ``templates[l]`` [n_l, 3]: the mean mesh at level ``l``, root-relative, in units of the hand's
+    scale. ``upsample[l]`` [n_l, n_{l-1}]: blends the previous level (the 21 joints for ``l = 0``).
+    ``indices[l]``: which of the 778 vertices level ``l`` keeps. ``joint_regressor`` [21, 778].
+    ``faces`` [F, 3] of the full mesh, when known.
+    """
+
+    templates: list[np.ndarray]
+    upsample: list[np.ndarray]
+    indices: list[np.ndarray]
+    joint_regressor: np.ndarray
+    faces: np.ndarray | None = None
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(len(t) for t in self.templates)
+
+    def save(self, path: Path) -> None:
+        """Write to an ``.npz`` file atomically."""
+        arrays = {"joint_regressor": self.joint_regressor}
+        if self.faces is not None:
+            arrays["faces"] = self.faces
+        for i, (t, u, ix) in enumerate(zip(self.templates, self.upsample, self.indices)):
+            arrays.update({f"template{i}": t, f"upsample{i}": u, f"indices{i}": ix})
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "MeshHierarchy":
+        """Read a hierarchy written by ``save``."""
+        with np.load(path) as z:
+            n = sum(1 for k in z.files if k.startswith("template"))
+            return cls(
+                templates=[z[f"template{i}"] for i in range(n)],
+                upsample=[z[f"upsample{i}"] for i in range(n)],
+                indices=[z[f"indices{i}"] for i in range(n)],
+                joint_regressor=z["joint_regressor"],
+                faces=z["faces"] if "faces" in z.files else None,
+            )
+
+
+def farthest_point_sampling(points: np.ndarray, n: int, start: int = 0) -> np.ndarray:
+    """Indices of ``n`` points of ``[P, 3]``, each the farthest from those already chosen."""
+    chosen = np.empty(n, dtype=np.int64)
+    chosen[0] = start
+    dist = np.linalg.norm(points - points[start], axis=1)
+    for i in range(1, n):
+        chosen[i] = int(np.argmax(dist))
+        dist = np.minimum(dist, np.linalg.norm(points - points[chosen[i]], axis=1))
+    return chosen
+
+
+def blend_weights(fine: np.ndarray, coarse: np.ndarray, k: int = 3) -> np.ndarray:
+    """``[n_fine, n_coarse]`` inverse-distance weights over each fine point's k nearest coarse ones."""
+    dist, idx = cKDTree(coarse).query(fine, k=k)
+    w = 1.0 / np.maximum(dist, 1e-6)
+    w /= w.sum(axis=1, keepdims=True)
+    out = np.zeros((len(fine), len(coarse)))
+    np.put_along_axis(out, idx, w, axis=1)
+    return out
+
+
+def fit_joint_regressor(verts: np.ndarray, xyz: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
+    """Least-squares ``J`` [21, 778] with ``xyz ≈ J @ verts`` over training meshes.
+
+    ``verts`` [N, 778, 3], ``xyz`` [N, 21, 3]. The three coordinates share the weights, so each
+    joint is one ridge-regularised system of ``3N`` equations in 778 unknowns.
+    """
+    A = verts.transpose(0, 2, 1).reshape(-1, verts.shape[1])  # [3N, 778]
+    B = xyz.transpose(0, 2, 1).reshape(-1, xyz.shape[1])  # [3N, 21]
+    gram = A.T @ A + ridge * np.trace(A.T @ A) / A.shape[1] * np.eye(A.shape[1])
+    return np.linalg.solve(gram, A.T @ B).T
+
+
+def joint_regressor_error_mm(J: np.ndarray, verts: np.ndarray, xyz: np.ndarray) -> float:
+    """Mean per-joint distance (mm) between ``J @ verts`` and ``xyz``."""
+    return float(np.linalg.norm(np.einsum("jv,nvc->njc", J, verts) - xyz, axis=-1).mean() * 1000)
+
+
+def build_hierarchy(
+    verts: np.ndarray,
+    xyz: np.ndarray,
+    scale: np.ndarray,
+    joint_regressor: np.ndarray | None = None,
+    faces: np.ndarray | None = None,
+    levels: tuple[int, ...] = LEVELS,
+) -> MeshHierarchy:
+    """The hierarchy from training meshes ``[N, 778, 3]``, joints ``[N, 21, 3]`` and scales ``[N]``."""
+    if verts.shape[1:] != (NUM_VERTS, 3) or xyz.shape[1:] != (NUM_JOINTS, 3):
+        raise ValueError(f"build_hierarchy: verts {verts.shape} / xyz {xyz.shape} have wrong shapes")
+    if levels[-1] != NUM_VERTS or list(levels) != sorted(levels):
+        raise ValueError(f"model.mesh.levels: must increase to {NUM_VERTS}, got {levels}")
+    # Root-relative, scale-normalised means, so the templates are unitless.
+    rel_v = (verts - xyz[:, :1]) / scale[:, None, None]
+    rel_j = (xyz - xyz[:, :1]) / scale[:, None, None]
+    mean_v, mean_j = rel_v.mean(0), rel_j.mean(0)
+
+    # Nested subsets from fine to coarse: each level keeps a farthest-point subset of the next.
+    indices = [np.arange(NUM_VERTS)]
+    for n in reversed(levels[:-1]):
+        finer = indices[0]
+        indices.insert(0, finer[farthest_point_sampling(mean_v[finer], n)])
+    templates = [mean_v[ix] for ix in indices]
+    upsample = [blend_weights(templates[0], mean_j)]
+    upsample += [blend_weights(f, c) for c, f in zip(templates[:-1], templates[1:])]
+    if joint_regressor is None:
+        joint_regressor = fit_joint_regressor(verts, xyz)
+    return MeshHierarchy(
+        templates=[t.astype(np.float32) for t in templates],
+        upsample=[u.astype(np.float32) for u in upsample],
+        indices=indices,
+        joint_regressor=joint_regressor.astype(np.float32),
+        faces=faces,
+    )

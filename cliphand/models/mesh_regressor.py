@@ -1,0 +1,120 @@
+"""The coarse-to-fine mesh regressor: 21 joints → 98 → 195 → 389 → 778 vertices.
+
+Each level up-samples the previous level's node features and coordinates with a learned matrix
+(initialised from the mesh hierarchy), adds the level's template as positional encoding and the
+image features sampled at the projected points from the pyramid level of matching resolution
+(C5 for the coarsest, C2 for the full mesh), refines with a small transformer over the nodes and
+predicts a coordinate correction. Coordinates are 2.5D (see ``cliphand.geometry``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cliphand.models.hierarchy import MeshHierarchy
+
+
+@dataclass
+class MeshConfig:
+    """Widths per level (paper: 256, 128, 64, 32), transformer depth and heads."""
+
+    widths: tuple[int, ...] = (256, 128, 64, 32)
+    layers: int = 2
+    heads: int = 8
+
+
+def sample_features(fmap: Tensor, uv: Tensor) -> Tensor:
+    """Bilinear features of ``[B, C, H, W]`` at points ``uv`` in [0, 1] ``[B, N, 2]`` → ``[B, N, C]``."""
+    grid = (uv * 2.0 - 1.0).unsqueeze(2)  # [B, N, 1, 2]
+    out = F.grid_sample(fmap, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.squeeze(-1).transpose(1, 2)
+
+
+def _transformer(width: int, layers: int, heads: int) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        width, heads, dim_feedforward=2 * width, dropout=0.0, batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class MeshLevel(nn.Module):
+    """One refinement level: up-sample, add template and image features, attend, correct."""
+
+    def __init__(
+        self, upsample: Tensor, template: Tensor, in_width: int, width: int, fmap_channels: int,
+        layers: int, heads: int,
+    ) -> None:
+        super().__init__()
+        self.upsample = nn.Parameter(upsample.clone())  # [n, n_prev]
+        self.register_buffer("template", template.clone())  # [n, 3]
+        self.reduce = nn.Linear(in_width, width)
+        self.pos = nn.Linear(3, width)
+        self.image = nn.Linear(fmap_channels, width)
+        self.coords = nn.Linear(3, width)
+        self.blocks = _transformer(width, layers, heads)
+        self.norm = nn.LayerNorm(width)
+        self.delta = nn.Linear(width, 3)
+        nn.init.zeros_(self.delta.weight)
+        nn.init.zeros_(self.delta.bias)
+
+    def forward(self, x: Tensor, coords: Tensor, fmap: Tensor) -> tuple[Tensor, Tensor]:
+        """Nodes ``[B, n_prev, w_prev]`` and 2.5D coords ``[B, n_prev, 3]`` → ``[B, n, w]``, ``[B, n, 3]``."""
+        x = self.upsample @ x  # [B, n, w_prev]
+        coords = self.upsample @ coords  # [B, n, 3]
+        x = (
+            self.reduce(x)
+            + self.pos(self.template)
+            + self.image(sample_features(fmap, coords[..., :2]))
+            + self.coords(coords)
+        )
+        x = self.blocks(x)
+        return x, coords + self.delta(self.norm(x))
+
+
+class MeshRegressor(nn.Module):
+    """Joints and the feature pyramid → vertices at every level of the hierarchy."""
+
+    def __init__(self, hierarchy: MeshHierarchy, channels: list[int], cfg: MeshConfig) -> None:
+        super().__init__()
+        if len(cfg.widths) != len(hierarchy.sizes):
+            raise ValueError(
+                f"model.mesh.widths: {len(cfg.widths)} widths for {len(hierarchy.sizes)} levels"
+            )
+        c5 = channels[-1]
+        w0 = cfg.widths[0]
+        # Joint tokens: image features at the joints plus a 3D positional cue from the joints.
+        self.joint_image = nn.Linear(c5, w0)
+        self.joint_pos = nn.Linear(3, w0)
+        self.joint_id = nn.Parameter(torch.zeros(hierarchy.upsample[0].shape[1], w0))
+        # Pyramid levels from coarse (C5) to fine (C2), one per mesh level.
+        fmap_channels = channels[::-1][: len(cfg.widths)]
+        in_widths = (w0, *cfg.widths[:-1])
+        self.levels = nn.ModuleList(
+            MeshLevel(
+                torch.as_tensor(up), torch.as_tensor(tpl), w_in, w, c, cfg.layers,
+                min(cfg.heads, w // 4),
+            )
+            for up, tpl, w_in, w, c in zip(
+                hierarchy.upsample, hierarchy.templates, in_widths, cfg.widths, fmap_channels
+            )
+        )
+        self.register_buffer("joint_regressor", torch.as_tensor(hierarchy.joint_regressor))
+
+    def forward(self, pyramid: list[Tensor], joints25d: Tensor) -> list[Tensor]:
+        """``[C2..C5]`` and joints ``[B, 21, 3]`` → 2.5D vertices per level ``[[B, n_l, 3]]``."""
+        fmaps = pyramid[::-1]
+        x = (
+            self.joint_image(sample_features(fmaps[0], joints25d[..., :2]))
+            + self.joint_pos(joints25d)
+            + self.joint_id
+        )  # [B, 21, w0]
+        coords = joints25d
+        out = []
+        for level, fmap in zip(self.levels, fmaps):
+            x, coords = level(x, coords, fmap)
+            out.append(coords)
+        return out

@@ -1,0 +1,119 @@
+"""MLflow tracking for the pipeline's stages.
+
+With no ``MLFLOW_TRACKING_URI`` the store is a local SQLite file (``mlflow.db``, git-ignored); set
+the variable to point every stage at a tracking server. Every run of a stage is tagged with the
+git commit, a dirty flag, the stage name and a hash of params.yaml, so the runs of one
+``dvc repro`` or one ``dvc exp run`` group together in the UI (``tags.cliphand.params_hash``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+EXPERIMENT = "cliphand"
+DEFAULT_URI = "sqlite:///mlflow.db"
+REGISTERED_MODEL = "cliphand3d"
+
+
+class TrackingError(RuntimeError):
+    """The tracking server cannot be used; raised before any training starts."""
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` or the local SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """For an HTTP(S) tracking URI, fail fast with a clear message when the server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+            if r.status != 200:
+                raise TrackingError(f"MLflow server {uri} answered {r.status} on /health")
+    except (urllib.error.URLError, OSError) as e:
+        raise TrackingError(
+            f"MLflow tracking server {uri} does not answer ({e}); start it or unset MLFLOW_TRACKING_URI"
+        ) from e
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists become their JSON text."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, (list, tuple)) else value
+    return flat
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def run_tags(stage: str, params_file: Path = Path("params.yaml")) -> dict[str, str]:
+    """Tags that identify where a run came from and group the runs of one pipeline execution."""
+    params_text = params_file.read_bytes() if params_file.is_file() else b""
+    commit = _git("rev-parse", "HEAD")
+    tags = {
+        "cliphand.stage": stage,
+        "cliphand.params_hash": hashlib.sha256(params_text + commit.encode()).hexdigest()[:12],
+        "mlflow.source.git.commit": commit,
+        "cliphand.git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
+    }
+    # Set by `dvc exp run`: the experiment's name and the commit it branches from.
+    for var in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        if os.environ.get(var):
+            tags[f"dvc.{var.lower()}"] = os.environ[var]
+    return tags
+
+
+@contextmanager
+def stage_run(stage: str, params: Mapping[str, Any], run_id: str | None = None) -> Iterator[Any]:
+    """Start (or, with ``run_id``, continue) the MLflow run of a stage, logging params and tags."""
+    import mlflow
+
+    uri = tracking_uri()
+    check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else stage, tags=run_tags(stage)) as run:
+        if run_id is None:
+            mlflow.log_params(flatten(params))
+        yield run
+
+
+def log_model(model: Any, dataset: Any, registered_name: str = REGISTERED_MODEL) -> Any:
+    """Log the inference model with an input example and signature, and register it."""
+    import mlflow
+    import torch
+    from mlflow.models import infer_signature
+
+    from cliphand.models.export import InferenceModel
+
+    wrapped = InferenceModel(model)
+    example = torch.stack([dataset[i]["image"] for i in range(min(2, len(dataset)))]).numpy()
+    with torch.inference_mode():
+        output = wrapped(torch.from_numpy(example)).numpy()
+    return mlflow.pytorch.log_model(
+        wrapped,
+        name="model",
+        input_example=example,
+        signature=infer_signature(example, output),
+        registered_model_name=registered_name,
+    )

@@ -1,0 +1,48 @@
+"""The 2.5D convention: camera xyz → 2.5D targets → back is exact."""
+
+import numpy as np
+import torch
+
+from cliphand import geometry
+
+
+def _hands(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    xyz = torch.randn(n, 21, 3, generator=g, dtype=torch.float64) * 0.04
+    xyz = xyz + torch.tensor([0.0, 0.0, 0.7], dtype=torch.float64) + torch.randn(n, 1, 3, generator=g, dtype=torch.float64) * 0.05
+    f = 400 + 200 * torch.rand(n, generator=g, dtype=torch.float64)
+    K = torch.zeros(n, 3, 3, dtype=torch.float64)
+    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = f, f, 112.0, 110.0, 1.0
+    scale = (xyz[:, 9] - xyz[:, 10]).norm(dim=-1)
+    return xyz, K, scale
+
+
+def test_round_trip_below_a_tenth_of_a_millimetre():
+    xyz, K, scale = _hands(64)
+    p = geometry.camera_to_25d(xyz, K, scale, 224, 8.0)
+    root = geometry.root_depth_from_25d(p, K, scale, 224, 8.0)
+    back = geometry.from_25d(p, root, K, scale, 224, 8.0)
+    assert (back - xyz).norm(dim=-1).max().item() < 1e-4
+    # And in float32, as the model runs.
+    p32, K32, s32 = p.float(), K.float(), scale.float()
+    back32 = geometry.from_25d(p32, geometry.root_depth_from_25d(p32, K32, s32, 224, 8.0), K32, s32, 224, 8.0)
+    assert (back32.double() - xyz).norm(dim=-1).max().item() < 1e-4
+
+
+def test_25d_is_normalised_crop_coordinates():
+    xyz, K, scale = _hands(8)
+    p = geometry.camera_to_25d(xyz, K, scale, 224, 8.0)
+    uv = geometry.project(xyz, K)
+    assert torch.allclose(p[..., :2] * 224, uv)
+    assert torch.allclose(p[:, 0, 2], torch.full((8,), 0.5, dtype=torch.float64))  # the root is at depth 0
+    expected = (xyz[..., 2] - xyz[:, :1, 2]) / scale[:, None] / 16 + 0.5
+    assert torch.allclose(p[..., 2], expected)
+
+
+def test_vertices_share_the_joints_root():
+    xyz, K, scale = _hands(4)
+    verts = xyz[:, :1] + torch.randn(4, 778, 3, dtype=torch.float64) * 0.03
+    v25 = geometry.points_to_25d(verts, xyz[:, 0, 2], K, scale, 224, 8.0)
+    j25 = geometry.camera_to_25d(xyz, K, scale, 224, 8.0)
+    root = geometry.root_depth_from_25d(j25, K, scale, 224, 8.0)
+    np.testing.assert_allclose(geometry.from_25d(v25, root, K, scale, 224, 8.0).numpy(), verts.numpy(), atol=1e-7)

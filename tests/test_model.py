@@ -1,0 +1,137 @@
+"""The model core: shapes, soft-argmax, config errors, presets, weight loading."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from cliphand.config import ConfigError, from_dict
+from cliphand.models.backbone import Backbone, BackboneConfig
+from cliphand.models.cliphand3d import CLIPHand3D, ModelConfig, count_parameters
+from cliphand.models.io import load_model, save_model
+from cliphand.models.pose_head import heatmap_bins, soft_argmax
+from cliphand.checkpoint import CheckpointError
+
+from conftest import tiny_config
+
+
+def test_soft_argmax_is_normalised_to_unit_interval():
+    bins = 32
+    onehot = torch.zeros(3, bins)
+    onehot[0, 0], onehot[1, 31], onehot[2, 10] = 1, 1, 1
+    expected = torch.tensor([0.5, 31.5, 10.5]) / bins
+    assert torch.allclose(soft_argmax(onehot), expected)
+    # A uniform heatmap points at the centre; two equal peaks at their midpoint.
+    assert torch.allclose(soft_argmax(torch.full((bins,), 1 / bins)), torch.tensor(0.5))
+    two = torch.zeros(bins)
+    two[4] = two[12] = 0.5
+    assert torch.allclose(soft_argmax(two), torch.tensor(8.5 / bins))
+
+
+def test_heatmap_bins_follow_the_paper_at_256():
+    assert heatmap_bins(256) == (32, 32, 64)
+    assert heatmap_bins(128) == (16, 16, 32)
+
+
+def test_forward_shapes_and_backward(hierarchy):
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), hierarchy)
+    images = torch.rand(2, 3, 64, 64)
+    K = torch.tensor([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]).expand(2, 3, 3)
+    scale = torch.full((2,), 0.03)
+    out = model(images, K, scale)
+    bx, by, bz = heatmap_bins(64)
+    assert [h.shape for h in out.heatmaps] == [(2, 21, bx), (2, 21, by), (2, 21, bz)]
+    assert torch.allclose(out.heatmaps[2].sum(-1), torch.ones(2, 21))
+    assert out.joints25d.shape == (2, 21, 3) and ((0 <= out.joints25d) & (out.joints25d <= 1)).all()
+    assert [v.shape[1] for v in out.verts25d] == [98, 195, 389, 778]
+    assert out.joints_cam.shape == (2, 21, 3) and out.verts_cam.shape == (2, 778, 3)
+    assert all(f.shape == (2, 64) for f in out.pose_feats)
+    assert torch.allclose(out.pose_feats[0].norm(dim=-1), torch.ones(2))
+    loss = out.verts25d[-1].sum() + out.joints25d.sum() + sum(f.sum() for f in out.pose_feats)
+    loss.backward()
+    assert model.backbone.body.conv1.weight.grad is not None
+    assert model.mesh.levels[0].upsample.grad is not None
+
+
+def test_sample_does_not_depend_on_its_batch(hierarchy):
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), hierarchy).eval()
+    images = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        alone = model(images[:1]).verts25d[-1]
+        batched = model(images).verts25d[-1][:1]
+    assert torch.allclose(alone, batched, atol=1e-5)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"model\.backbone\.nme"):
+        from_dict(ModelConfig, {"backbone": {"nme": "resnet18"}}, "model")
+    with pytest.raises(ConfigError, match=r"model\.image_size"):
+        from_dict(ModelConfig, {"image_size": 100}, "model")
+    with pytest.raises(ConfigError, match=r"model\.embed_dim"):
+        from_dict(ModelConfig, {"embed_dim": "big"}, "model")
+    with pytest.raises(ValueError, match=r"model\.backbone\.name.*resnet9000"):
+        Backbone(BackboneConfig(name="resnet9000"))
+    with pytest.raises(FileNotFoundError, match=r"model\.backbone\.pretrained.*nope\.pth"):
+        Backbone(BackboneConfig(pretrained="/nope.pth"))
+
+
+def test_any_timm_cnn_builds_a_pyramid():
+    for name in ("resnet18", "mobilenetv3_small_100", "efficientnet_b0"):
+        bb = Backbone(BackboneConfig(name=name))
+        feats = bb(torch.rand(1, 3, 64, 64))
+        assert [f.shape[-1] for f in feats] == [16, 8, 4, 2]
+        assert [f.shape[1] for f in feats] == bb.channels
+
+
+def test_backbone_loads_a_local_checkpoint_strictly(tmp_path):
+    import timm
+
+    torch.manual_seed(1)
+    reference = timm.create_model("resnet18", num_classes=1000)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    bb = Backbone(BackboneConfig(name="resnet18", pretrained=str(path)))
+    assert torch.equal(bb.body.conv1.weight, reference.conv1.weight)
+    broken = reference.state_dict()
+    del broken["layer1.0.conv1.weight"]
+    torch.save(broken, path)
+    with pytest.raises(RuntimeError, match=r"missing keys \(1\): layer1\.0\.conv1\.weight"):
+        Backbone(BackboneConfig(name="resnet18", pretrained=str(path)))
+
+
+def test_model_file_round_trip_and_strict_partial_load(hierarchy, tmp_path):
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), hierarchy).eval()
+    path = tmp_path / "model.pt"
+    save_model(model, path)
+    again = load_model(path).eval()
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(images).verts25d[-1], again(images).verts25d[-1])
+    state = torch.load(path, weights_only=False)
+    del state["model"]["pose_head.lateral4.weight"]
+    state["model"]["surplus.weight"] = torch.zeros(1)
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"missing keys \(1\): pose_head\.lateral4\.weight.*unexpected keys \(1\): surplus\.weight"):
+        load_model(path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="unreadable checkpoint"):
+        load_model(path)
+
+
+def test_paper_preset_builds_and_runs(hierarchy):
+    from cliphand.text.encoder import PRESETS
+
+    text = dataclasses.replace(PRESETS["ViT-B-32"], pretrained=None)  # weights cannot be fetched offline
+    cfg = ModelConfig(image_size=256, backbone=BackboneConfig(name="resnet50"), text=text)
+    model = CLIPHand3D(cfg, hierarchy)
+    counts = count_parameters(model)
+    assert 23e6 < counts["backbone"] < 24.5e6  # ResNet-50 without its classifier
+    assert 60e6 < counts["text"]  # CLIP ViT-B/32's text transformer and its adapters
+    out = model(torch.rand(1, 3, 256, 256))
+    assert [h.shape[-1] for h in out.heatmaps] == [32, 32, 64]
+    out.verts25d[-1].sum().backward()
