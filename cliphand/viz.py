@@ -75,7 +75,7 @@ def contact_sheet(images: Sequence[np.ndarray | Image.Image],
     for i, image in enumerate(images):
         pil = to_pil(image)
         scale = np.array([tile / pil.width, tile / pil.height])
-        pil = pil.resize((tile, tile), Image.BILINEAR)
+        pil = pil.resize((tile, tile), Image.Resampling.BILINEAR)
         if uvs is not None and uvs[i] is not None:
             # Pixel centres map as (p + 0.5) * scale - 0.5 under resizing.
             pil = draw_skeleton(pil, (np.asarray(uvs[i]) + 0.5) * scale - 0.5)
@@ -92,6 +92,7 @@ def save_png(image: np.ndarray | Image.Image, path: Path | str) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             to_pil(image).save(f, format="PNG", optimize=True)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -39,7 +39,7 @@ def tiny_config(**overrides) -> ModelConfig:
         pose_width=32,
         joint_dim=4,
         backbone=BackboneConfig(name="resnet18"),
-        mesh=MeshConfig(widths=(32, 16, 16, 8), layers=1, heads=2),
+        mesh=MeshConfig(widths=(32, 16, 16, 8), layers=1, head_dim=8),
         text=TextConfig(embed_dim=64, width=64, layers=1, heads=2, adapter_layers=1, adapter_heads=2),
     )
     for k, v in overrides.items():

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cliphand.skeleton import FINGERTIP_VERTS, NUM_JOINTS, NUM_VERTS
 
@@ -68,8 +69,9 @@ _PALM_HALF_WIDTH = ((-0.14, 0.0, 0.45, 1.0), (0.0265, 0.0285, 0.0370, 0.0385))
 _PALM_HALF_THICK = ((-0.14, 0.0, 0.4, 0.9, 1.0), (0.0115, 0.0125, 0.0135, 0.0120, 0.0095))
 _PALM_EXPONENT = 0.7  # superellipse exponent: < 1 gives a rounded box
 
-# Ring sizes and ring positions (bone, t) along each tube; a NaN t marks a fingertip cap ring
-# placed on a sphere at the given polar angle (degrees) instead.
+# Ring sizes and ring positions (bone, t) along each tube, t in bone lengths from the bone's
+# proximal joint. The last _CAP_RINGS rings give, instead of t, a polar angle (degrees) on the
+# sphere that rounds off the fingertip.
 _FINGER_AROUND = 12
 _THUMB_AROUND = 14
 _PALM_AROUND = 20
@@ -80,20 +82,21 @@ _THUMB_RINGS = ((0, -0.2), (0, 0.0), (0, 0.45), (1, 0.0), (1, 0.5),
 _CAP_RINGS = 2  # the last rings of every chain are cap rings
 _BLEND = 0.3  # half-width of the skinning blend across a joint, in bone lengths
 
-# --- Shape ------------------------------------------------------------------------------------------
+# --- Shape ---------------------------------------------------------------------------------------
 
 # betas in [-1, 1] scale these factors by 1 + beta * range.
 BETA_NAMES = ("scale", "palm width", "palm length", "thickness", "thumb length", "index length",
               "middle length", "ring length", "little length", "distal proportion")
 _BETA_RANGE = np.array([0.14, 0.08, 0.07, 0.14, 0.06, 0.06, 0.06, 0.06, 0.06, 0.06])
 
-# --- Pose -------------------------------------------------------------------------------------------
+# --- Pose ----------------------------------------------------------------------------------------
 
-# Five angles per chain: base flexion, base abduction (toward the thumb), base twist, middle
-# flexion, distal flexion. Limits in degrees [chain, angle, (low, high)].
+# Five angles per chain: base flexion, base abduction, base twist, middle flexion, distal
+# flexion (see chain_rotations). Finger abduction is toward the thumb; thumb flexion is across
+# the palm and thumb abduction out of the palm plane. Limits in degrees [chain, angle, (lo, hi)].
 ANGLE_NAMES = ("base flexion", "base abduction", "base twist", "middle flexion", "distal flexion")
 _FINGER_LIMITS = ((-20, 90), (-20, 20), (-5, 5), (0, 110), (0, 80))
-_THUMB_LIMITS = ((-15, 50), (-15, 45), (-15, 35), (-10, 60), (-15, 80))
+_THUMB_LIMITS = ((-20, 55), (-15, 55), (-15, 35), (-10, 60), (-15, 80))
 ANGLE_LIMITS_DEG = np.array([_THUMB_LIMITS] + [_FINGER_LIMITS] * 4, dtype=np.float64)  # [5, 5, 2]
 
 
@@ -132,13 +135,12 @@ class Hand:
     angles: np.ndarray  # [5, 5] radians
 
 
-def _rot(axis: int, angle: np.ndarray | float) -> np.ndarray:
-    """Rotation matrix about coordinate axis ``axis`` (0 x, 1 y, 2 z) by ``angle`` radians."""
-    c, s = np.cos(angle), np.sin(angle)
-    i, j = [(1, 2), (2, 0), (0, 1)][axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
+def axis_rotation(axis: np.ndarray, angle: np.ndarray | float) -> np.ndarray:
+    """Rotations about one ``axis`` [3] by angles ``[...]`` radians -> ``[..., 3, 3]``."""
+    x, y, z = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    angle = np.asarray(angle, dtype=np.float64)[..., None, None]
+    return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * (k @ k)
 
 
 def rotvec(r: np.ndarray) -> np.ndarray:
@@ -149,7 +151,7 @@ def rotvec(r: np.ndarray) -> np.ndarray:
                      r[..., 1, 0] - r[..., 0, 1]], axis=-1)
     norm = np.linalg.norm(axis, axis=-1, keepdims=True)
     # Near pi the antisymmetric part vanishes: take the axis from the symmetric part instead.
-    near_pi = (norm[..., 0] < 1e-6) & (angle[...] > np.pi / 2)
+    near_pi = (norm[..., 0] < 1e-6) & (angle > np.pi / 2)
     if np.any(near_pi):
         sym = (r + np.eye(3)) / 2.0
         col = np.argmax(np.diagonal(sym, axis1=-2, axis2=-1), axis=-1)
@@ -164,15 +166,18 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
-def _chain_frames(splay_deg: tuple[float, ...] = _FINGER_SPLAY_DEG) -> np.ndarray:
+_PALM_NORMAL = np.array([0.0, 0.0, 1.0])
+
+
+def _chain_frames() -> np.ndarray:
     """Rest frames of the five chains, [5, 3, 3]; columns: flexion axis, bone direction, pad."""
     frames = np.empty((NUM_CHAINS, 3, 3))
     d = np.array(_THUMB_DIR) / np.linalg.norm(_THUMB_DIR)
     pad = np.array(_THUMB_PAD) - np.dot(_THUMB_PAD, d) * d
     pad /= np.linalg.norm(pad)
     frames[0] = np.stack([np.cross(d, pad), d, pad], axis=1)
-    for c, splay in enumerate(splay_deg, start=1):
-        frames[c] = _rot(2, -np.radians(splay))  # positive splay turns y toward +x
+    for c, splay in enumerate(_FINGER_SPLAY_DEG, start=1):
+        frames[c] = axis_rotation(_PALM_NORMAL, -np.radians(splay))  # toward +x
     return frames
 
 
@@ -204,7 +209,9 @@ def topology() -> Topology:
     faces, regressor_rings, apexes = [], {}, []
     start = 0
 
-    def add(count: int, chain: int, bone, t, cap, level, phi, radial) -> None:
+    def add(count: int, chain: int, bone: ArrayLike, t: ArrayLike, cap: ArrayLike,
+            level: ArrayLike, phi: ArrayLike, radial: float) -> None:
+        """Append ``count`` vertex descriptors (scalars broadcast)."""
         for name, value in (("chain", chain), ("bone", bone), ("t", t), ("cap", cap),
                             ("level", level), ("phi", phi), ("radial", radial)):
             cols[name].append(np.broadcast_to(np.asarray(value, dtype=np.float64), (count,)))
@@ -259,7 +266,7 @@ def topology() -> Topology:
     d = {k: v[natural_of_new] for k, v in natural.items()}
     chain = d["chain"].astype(np.int64)
     bone = d["bone"].astype(np.int64)
-    weights = _skinning_weights(chain, bone, d["t"], d["cap"])
+    weights = _skinning_weights(chain, bone, d["t"])
     palmar, nail = _surface_regions(chain, bone, d["t"], d["cap"], d["phi"], d["radial"])
     return Topology(
         faces=new_of_natural[np.concatenate(faces)].astype(np.int32), weights=weights,
@@ -268,8 +275,7 @@ def topology() -> Topology:
     )
 
 
-def _skinning_weights(chain: np.ndarray, bone: np.ndarray, t: np.ndarray,
-                      cap: np.ndarray) -> np.ndarray:
+def _skinning_weights(chain: np.ndarray, bone: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Blend each chain vertex between the two bones meeting at its nearest joint, [778, 16]."""
     weights = np.zeros((NUM_VERTS, NUM_BONES))
     palm = chain < 0
@@ -298,7 +304,7 @@ def _surface_regions(chain: np.ndarray, bone: np.ndarray, t: np.ndarray, cap: np
     offset_dir = np.stack([np.cos(phi), np.zeros_like(phi), np.sin(phi)], -1)  # [778, 3] local
     frames = np.where((chain >= 0)[:, None, None], _FRAMES[np.maximum(chain, 0)], np.eye(3))
     world = np.einsum("vij,vj->vi", frames, offset_dir)
-    palmar = np.where(radial > 0, world[:, 2], np.where(chain < 0, 0.0, 1.0))
+    palmar = np.where(radial > 0, world[:, 2], 0.0)
     # The nail covers the dorsal side of the distal bone's far half and the cap rings.
     along = np.where(np.isnan(t), 1.0, t)
     dorsal = np.clip((-np.sin(phi) - 0.45) / 0.4, 0.0, 1.0) * (radial > 0)
@@ -385,31 +391,57 @@ def _palm_verts(topo: Topology, palm: np.ndarray, joints: np.ndarray, width: flo
     x = cx + radial * half_w * np.sign(cos) * np.abs(cos) ** _PALM_EXPONENT
     z = radial * half_t * np.sign(sin) * np.abs(sin) ** _PALM_EXPONENT
     y_top = np.interp(x, knuckle_x, knuckle_y)
-    y = np.where(f <= 0, f * 0.085 * length, f * y_top)
+    y = np.where(f <= 0, f * _CHAIN_BASE[2, 1] * length, f * y_top)
     # Cap centres bulge out a little so the ends are domes, not flat discs.
     y = y + (1 - radial) * np.where(f <= 0, -0.004, 0.004) * length
     return np.stack([x, y, z], axis=-1)
 
 
+def chain_rotations(chain: int, angles: np.ndarray) -> np.ndarray:
+    """Rotations of a chain's three bones relative to their parents, in hand-frame axes, from
+    its five angles: ``[..., 5]`` -> ``[..., 3, 3, 3]`` (bone, then the 3 x 3 matrix).
+
+    Fingers abduct about the palm normal, then flex about their own lateral axis. The thumb's
+    saddle joint abducts out of the palm plane, then flexes across the palm about the palm normal
+    (together: opposition); its MCP and IP joints flex toward its pad.
+    """
+    frame = _FRAMES[chain]
+    lateral, along, pad = frame[:, 0], frame[:, 1], frame[:, 2]
+    flex, abd, twist, flex2, flex3 = np.moveaxis(np.asarray(angles, dtype=np.float64), -1, 0)
+    if chain == 0:
+        lift = np.cross(along, _PALM_NORMAL)
+        base = axis_rotation(_PALM_NORMAL, flex) @ axis_rotation(lift, abd) \
+            @ axis_rotation(along, twist)
+    else:
+        base = axis_rotation(pad, -abd) @ axis_rotation(lateral, flex) \
+            @ axis_rotation(along, twist)
+    return np.stack([base, axis_rotation(lateral, flex2), axis_rotation(lateral, flex3)], -3)
+
+
+def _chain_joints(rest: RestHand, chain: int, rotations: np.ndarray) -> np.ndarray:
+    """Posed joints of one chain from its bone rotations [..., 3, 3, 3] -> [..., 4, 3]."""
+    j0 = 1 + 4 * chain
+    bones = np.diff(rest.joints[j0:j0 + 4], axis=0)  # [3, 3] rest bone vectors
+    g = rotations[..., 0, :, :]
+    out = [np.broadcast_to(rest.joints[j0], (*rotations.shape[:-3], 3))]
+    for b in range(3):
+        if b:
+            g = g @ rotations[..., b, :, :]
+        out.append(out[-1] + g @ bones[b])
+    return np.stack(out, -2)
+
+
 def forward_kinematics(rest: RestHand, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bone rotations [16, 3, 3] (hand frame, relative to the parent) and posed joints [21, 3]."""
+    """Bone rotations [16, 3, 3] (hand-frame axes, relative to the parent bone) and posed
+    joints [21, 3] of a hand with joint ``angles`` [5, 5]."""
     local = np.empty((NUM_BONES, 3, 3))
     local[0] = np.eye(3)
     posed = np.empty((NUM_JOINTS, 3))
     posed[0] = rest.joints[0]
     for c in range(NUM_CHAINS):
-        flex, abd, twist, flex2, flex3 = angles[c]
-        frame = _FRAMES[c]
-        chain_local = (_rot(2, -abd) @ _rot(0, flex) @ _rot(1, twist), _rot(0, flex2),
-                       _rot(0, flex3))
-        g = np.eye(3)
-        j0 = 1 + 4 * c
-        posed[j0] = rest.joints[j0]
-        for b in range(3):
-            rel = frame @ chain_local[b] @ frame.T  # rotation in hand-frame axes
-            local[1 + 3 * c + b] = rel
-            g = g @ rel
-            posed[j0 + b + 1] = posed[j0 + b] + g @ (rest.joints[j0 + b + 1] - rest.joints[j0 + b])
+        rotations = chain_rotations(c, angles[c])  # [3, 3, 3]
+        local[1 + 3 * c:4 + 3 * c] = rotations
+        posed[1 + 4 * c:5 + 4 * c] = _chain_joints(rest, c, rotations)
     return local, posed
 
 
@@ -443,28 +475,32 @@ def pose_hand(betas: np.ndarray, angles: np.ndarray) -> Hand:
                 betas=np.asarray(betas, dtype=np.float64), angles=angles)
 
 
-# --- Sampling -----------------------------------------------------------------------------------
+# --- Sampling ------------------------------------------------------------------------------------
 
-# Pose families as (weight, finger curls index..little (low, high), thumb style, spread (low, high)).
-_FAMILIES = (
-    (0.14, ((0.0, 0.12),) * 4, "open", (0.3, 1.0)),
-    (0.18, ((0.1, 0.35), (0.15, 0.4), (0.2, 0.45), (0.25, 0.55)), "relaxed", (0.0, 0.6)),
-    (0.14, ((0.8, 1.0),) * 4, "tucked", (-0.3, 0.1)),
-    (0.10, ((0.0, 0.1), (0.8, 1.0), (0.8, 1.0), (0.8, 1.0)), "tucked", (0.0, 0.4)),
-    (0.12, ((0.35, 0.65), (0.2, 0.9), (0.2, 0.9), (0.2, 0.9)), "opposed", (0.0, 0.5)),
-    (0.07, ((0.0, 0.1), (0.0, 0.1), (0.8, 1.0), (0.8, 1.0)), "tucked", (0.6, 1.0)),
-    (0.05, ((0.8, 1.0),) * 4, "open", (-0.3, 0.1)),
-    (0.10, ((0.4, 0.7),) * 4, "opposed", (0.0, 0.4)),
-    (0.10, ((0.0, 1.0),) * 4, "random", (-0.5, 1.0)),
-)
+# Pose families: weight, finger curls index..little (low, high), thumb style, spread (low, high).
+_FAMILIES = {
+    "open": (0.14, ((0.0, 0.12),) * 4, "open", (0.3, 1.0)),
+    "flat": (0.06, ((0.0, 0.1),) * 4, "alongside", (-0.3, 0.2)),
+    "relaxed": (0.16, ((0.1, 0.35), (0.15, 0.4), (0.2, 0.45), (0.25, 0.55)), "relaxed",
+                (0.0, 0.6)),
+    "fist": (0.13, ((0.8, 1.0),) * 4, "tucked", (-0.3, 0.1)),
+    "point": (0.09, ((0.0, 0.1), (0.8, 1.0), (0.8, 1.0), (0.8, 1.0)), "tucked", (0.0, 0.4)),
+    "pinch": (0.13, ((0.3, 0.6), (0.1, 0.9), (0.1, 0.9), (0.1, 0.9)), "pinch", (0.0, 0.5)),
+    "victory": (0.06, ((0.0, 0.1), (0.0, 0.1), (0.8, 1.0), (0.8, 1.0)), "tucked", (0.6, 1.0)),
+    "thumb up": (0.04, ((0.8, 1.0),) * 4, "open", (-0.3, 0.1)),
+    "grasp": (0.11, ((0.4, 0.7),) * 4, "opposed", (0.0, 0.4)),
+    "random": (0.08, ((0.0, 1.0),) * 4, "random", (-0.5, 1.0)),
+}
 # Thumb styles: ranges (degrees) of the five thumb angles.
 _THUMB_STYLES = {
-    "open": ((-15, 5), (0, 40), (-10, 10), (-10, 15), (-15, 15)),
-    "relaxed": ((0, 20), (0, 25), (0, 15), (5, 30), (5, 35)),
-    "opposed": ((20, 45), (20, 45), (10, 35), (10, 40), (10, 50)),
-    "tucked": ((25, 50), (-10, 15), (0, 25), (30, 60), (30, 80)),
+    "open": ((-20, 0), (-10, 25), (-10, 10), (-10, 15), (-15, 15)),
+    "alongside": ((15, 35), (-15, 5), (-5, 10), (0, 15), (0, 15)),
+    "relaxed": ((0, 25), (0, 30), (0, 15), (5, 30), (5, 35)),
+    "opposed": ((20, 50), (25, 55), (10, 35), (5, 35), (5, 40)),
+    "tucked": ((25, 55), (0, 25), (0, 25), (20, 55), (10, 50)),
     "random": _THUMB_LIMITS,
 }
+_PINCH_CANDIDATES = 256
 # Abduction at full spread, degrees toward the thumb, index..little.
 _SPREAD_DEG = np.array([14.0, 2.0, -9.0, -18.0])
 
@@ -474,14 +510,15 @@ def sample_betas(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, NUM_BETAS)
 
 
-def sample_angles(rng: np.random.Generator) -> np.ndarray:
-    """Random joint angles [5, 5] (radians) from a mix of pose families, within the limits."""
-    weights = np.array([f[0] for f in _FAMILIES])
-    _, curls, thumb, spread = _FAMILIES[rng.choice(len(_FAMILIES), p=weights / weights.sum())]
+def sample_angles(rng: np.random.Generator, betas: np.ndarray) -> np.ndarray:
+    """Random joint angles [5, 5] (radians) from a mix of pose families, within the limits.
+
+    ``betas`` is the hand's shape, needed to bring the thumb tip to a fingertip in pinches.
+    """
+    names = list(_FAMILIES)
+    weights = np.array([_FAMILIES[n][0] for n in names])
+    _, curls, thumb, spread = _FAMILIES[names[rng.choice(len(names), p=weights / weights.sum())]]
     deg = np.empty((NUM_CHAINS, 5))
-    thumb = rng.choice(list(_THUMB_STYLES)) if thumb == "random" else thumb
-    lo, hi = np.array(_THUMB_STYLES[thumb], dtype=np.float64).T
-    deg[0] = rng.uniform(lo, hi)
     curl = rng.uniform(*np.array(curls).T)  # [4]
     spread = rng.uniform(*spread)
     deg[1:, 0] = -10 + 90 * curl + rng.normal(0, 8, 4)  # MCP
@@ -490,7 +527,28 @@ def sample_angles(rng: np.random.Generator) -> np.ndarray:
     # Curled fingers close together; open ones spread.
     deg[1:, 1] = _SPREAD_DEG * spread * (1 - 0.7 * curl) + rng.normal(0, 3, 4)
     deg[1:, 2] = rng.normal(0, 2, 4)
+    deg = np.clip(deg, ANGLE_LIMITS_DEG[..., 0], ANGLE_LIMITS_DEG[..., 1])
+    if thumb == "pinch":
+        deg[0] = _pinching_thumb(rng, betas, np.radians(deg))
+    else:
+        style = str(rng.choice(list(_THUMB_STYLES))) if thumb == "random" else thumb
+        deg[0] = rng.uniform(*np.array(_THUMB_STYLES[style], dtype=np.float64).T)
     return np.radians(np.clip(deg, ANGLE_LIMITS_DEG[..., 0], ANGLE_LIMITS_DEG[..., 1]))
+
+
+def _pinching_thumb(rng: np.random.Generator, betas: np.ndarray, angles: np.ndarray
+                    ) -> np.ndarray:
+    """Thumb angles (degrees, [5]) whose tip comes closest to pinching the index or middle
+    fingertip, the best of random candidates within the thumb's limits."""
+    rest = rest_hand(betas)
+    target_chain = 1 if rng.random() < 0.7 else 2
+    target = _chain_joints(rest, target_chain,
+                           chain_rotations(target_chain, angles[target_chain]))[-1]
+    candidates = rng.uniform(*ANGLE_LIMITS_DEG[0].T, size=(_PINCH_CANDIDATES, 5))
+    tips = _chain_joints(rest, 0, chain_rotations(0, np.radians(candidates)))[:, -1]
+    # Tips (the ends of the fingers) stay about a pad's thickness apart when the pads touch.
+    gap = np.abs(np.linalg.norm(tips - target, axis=1) - rng.uniform(0.008, 0.02))
+    return candidates[np.argmin(gap)]
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -169,7 +169,7 @@ def render(verts: np.ndarray, faces: np.ndarray, albedo: np.ndarray, K: np.ndarr
     return color / (s * s), alpha / (s * s)
 
 
-# --- Appearance ---------------------------------------------------------------------------------
+# --- Appearance ----------------------------------------------------------------------------------
 
 _SKIN_TONES = np.array([
     (255, 222, 196), (241, 194, 167), (224, 172, 138), (205, 150, 115),
@@ -208,7 +208,7 @@ def sample_lighting(rng: np.random.Generator) -> Lighting:
     )
 
 
-# --- Backgrounds --------------------------------------------------------------------------------
+# --- Backgrounds ---------------------------------------------------------------------------------
 
 @lru_cache(maxsize=4)
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -232,7 +232,7 @@ def _value_noise(rng: np.random.Generator, size: int) -> np.ndarray:
     amp = 1.0
     for _ in range(octaves):
         grid = rng.random((cells + 1, cells + 1)).astype(np.float32)
-        out += amp * np.asarray(Image.fromarray(grid).resize((size, size), Image.BICUBIC))
+        out += amp * np.asarray(Image.fromarray(grid).resize((size, size), Image.Resampling.BICUBIC))
         amp *= persistence
         cells *= 2
     out -= out.min()

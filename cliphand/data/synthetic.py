@@ -27,6 +27,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
@@ -50,6 +51,9 @@ MIN_DEPTH = 0.25  # meters, of the hand's bounding-box centre
 JPEG_QUALITY = 90
 DECIMALS = 6
 _CHUNK = 8  # poses per worker task
+
+# One pose to generate: root, seed, split, pose, poses in the split, image size.
+_Job = tuple[Path, int, str, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -104,13 +108,13 @@ def place_in_view(points: np.ndarray, K: np.ndarray, size: int,
     return t - centre
 
 
-def make_pose(seed: int, split: str, pose: int, size: int) -> tuple[PoseAnnotation,
-                                                                    render.Lighting,
-                                                                    np.ndarray]:
+def make_pose(seed: int, split: str, pose: int, size: int
+              ) -> tuple[PoseAnnotation, render.Lighting, np.ndarray]:
     """The annotation, lighting and per-vertex albedo [778, 3] of one pose (no rendering)."""
     rng = np.random.default_rng([seed, SPLITS.index(split), pose])
     topo = handmodel.topology()
-    hand = handmodel.pose_hand(handmodel.sample_betas(rng), handmodel.sample_angles(rng))
+    betas = handmodel.sample_betas(rng)
+    hand = handmodel.pose_hand(betas, handmodel.sample_angles(rng, betas))
     rotation = handmodel.random_rotation(rng)
     K = sample_intrinsics(rng, size)
     rotated = hand.verts @ rotation.T  # [778, 3], wrist at the origin
@@ -129,7 +133,7 @@ def _save_jpeg(array: np.ndarray, path: Path) -> int:
     return path.stat().st_size
 
 
-def _render_pose(job: tuple[Path, int, str, int, int, int]) -> tuple[PoseAnnotation, int]:
+def _render_pose(job: _Job) -> tuple[PoseAnnotation, int]:
     """Generate one pose, write its images and mask; returns its annotation and bytes written."""
     root, seed, split, pose, n_poses, size = job
     annotation, light, albedo = make_pose(seed, split, pose, size)
@@ -149,9 +153,18 @@ def _render_pose(job: tuple[Path, int, str, int, int, int]) -> tuple[PoseAnnotat
     return annotation, nbytes
 
 
-def _render_chunk(jobs: list[tuple[Path, int, str, int, int, int]]
-                  ) -> list[tuple[PoseAnnotation, int]]:
+def _render_chunk(jobs: list[_Job]) -> list[tuple[PoseAnnotation, int]]:
     return [_render_pose(job) for job in jobs]
+
+
+def _run_chunks(chunks: list[list[_Job]], workers: int
+                ) -> Iterator[list[tuple[PoseAnnotation, int]]]:
+    """Chunk results in order, from ``workers`` processes (or this one)."""
+    if workers == 1:
+        yield from map(_render_chunk, chunks)
+        return
+    with Pool(min(workers, len(chunks))) as pool:
+        yield from pool.imap(_render_chunk, chunks)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -160,15 +173,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
 
 
-def _json_bytes(values: np.ndarray | list[float]) -> bytes:
-    return json.dumps(np.round(np.asarray(values, dtype=np.float64), DECIMALS).tolist(),
-                      separators=(",", ":")).encode()
+def _json_bytes(entries: list[np.ndarray] | list[float]) -> bytes:
+    """A JSON list of the entries, rounded to DECIMALS; encoded entry by entry to bound memory."""
+    return b"[" + b",".join(
+        json.dumps(np.round(np.asarray(e, dtype=np.float64), DECIMALS).tolist(),
+                   separators=(",", ":")).encode() for e in entries) + b"]"
 
 
 _IMAGE_NAME = re.compile(r"(\d{8})\.jpg")
@@ -215,7 +231,7 @@ def generate(root: Path, n_train: int, n_eval: int, image_size: int = 224, seed:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     counts = {"training": n_train, "evaluation": n_eval}
-    jobs = []
+    jobs: list[_Job] = []
     for split, n in counts.items():
         for sub in ("rgb", "mask"):
             (root / split / sub).mkdir(parents=True, exist_ok=True)
@@ -225,17 +241,9 @@ def generate(root: Path, n_train: int, n_eval: int, image_size: int = 224, seed:
 
     results: list[tuple[PoseAnnotation, int]] = []
     with tqdm(total=n_images, unit="img", disable=not progress, desc="synthetic") as bar:
-        def collect(chunk: list[tuple[PoseAnnotation, int]], jobs_done: list) -> None:
-            results.extend(chunk)
-            bar.update(sum(num_versions(j[2]) for j in jobs_done))
-
-        if workers == 1:
-            for chunk in chunks:
-                collect(_render_chunk(chunk), chunk)
-        else:
-            with Pool(min(workers, len(chunks))) as pool:
-                for chunk, done in zip(pool.imap(_render_chunk, chunks), chunks):
-                    collect(chunk, done)
+        for chunk, done in zip(chunks, _run_chunks(chunks, workers)):
+            results.extend(done)
+            bar.update(sum(num_versions(job[2]) for job in chunk))
 
     nbytes = sum(b for _, b in results)
     offset = 0

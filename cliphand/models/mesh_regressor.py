@@ -20,11 +20,16 @@ from cliphand.models.hierarchy import MeshHierarchy
 
 @dataclass
 class MeshConfig:
-    """Widths per level (paper: 256, 128, 64, 32), transformer depth and heads."""
+    """Widths per level (paper: 256, 128, 64, 32), transformer depth and attention head size.
+
+    The paper uses 8 heads at every level, i.e. 4-dimensional heads at width 32; on a CPU those
+    cost 15x the time of one 32-dimensional head over 778 nodes (measured: 526 vs 35 ms for a
+    batch of 32), so heads here have ``head_dim`` channels: 8 heads at width 256, 1 at width 32.
+    """
 
     widths: tuple[int, ...] = (256, 128, 64, 32)
     layers: int = 2
-    heads: int = 8
+    head_dim: int = 32
 
 
 def sample_features(fmap: Tensor, uv: Tensor) -> Tensor:
@@ -96,7 +101,7 @@ class MeshRegressor(nn.Module):
         self.levels = nn.ModuleList(
             MeshLevel(
                 torch.as_tensor(up), torch.as_tensor(tpl), w_in, w, c, cfg.layers,
-                min(cfg.heads, w // 4),
+                max(1, w // cfg.head_dim),
             )
             for up, tpl, w_in, w, c in zip(
                 hierarchy.upsample, hierarchy.templates, in_widths, cfg.widths, fmap_channels

@@ -1,0 +1,111 @@
+"""README tables rendered from the committed ``metrics/*.json`` of the default ``dvc repro``.
+
+The README holds blocks between ``<!-- cliphand:NAME -->`` and ``<!-- /cliphand:NAME -->``;
+``python -m cliphand.report`` rewrites them from the metrics, and ``--check`` (run by the tests)
+fails when the README and the metrics disagree, so no number in the README is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from cliphand.files import write_text
+
+# The paper's FreiHAND results, as published (mm; their own evaluator, see docs in the README).
+PAPER = {"pa_mpjpe_mm": 6.47, "auc_j_aligned": 0.871}
+
+
+def _load(metrics_dir: Path, name: str) -> dict:
+    path = metrics_dir / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; run `dvc repro` first")
+    return json.loads(path.read_text())
+
+
+def data_table(metrics_dir: Path) -> str:
+    """Synthetic generation: images, size on disk, throughput."""
+    d = _load(metrics_dir, "data")
+    p = _load(metrics_dir, "preprocess")
+    return "\n".join([
+        "| images generated | poses | disk | generation | train / val / eval images (preprocessed) |",
+        "|---:|---:|---:|---:|---|",
+        f"| {d['images']:,} | {d['poses']:,} | {d['bytes'] / 2**20:.0f} MiB | {d['images_per_s']:.0f} images/s "
+        f"({d['seconds']:.0f} s) | {p['train_images']:,} / {p['val_images']:,} / {p['eval_images']:,} at {p['image_size']} px |",
+    ])
+
+
+def zeroshot_table(metrics_dir: Path) -> str:
+    """Top-1 / top-5 / mean probability per axis and batch size, with chance."""
+    t = _load(metrics_dir, "zeroshot")["table"]
+    sizes = sorted(t["x"], key=int)
+    rows = [
+        "| batch N | chance | x top-1 | y top-1 | z top-1 | x top-5 | y top-5 | z top-5 | x / y / z mean p(right prompt) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for n in sizes:
+        r = {a: t[a][n] for a in "xyz"}
+        rows.append(
+            f"| {n} | {r['x']['chance']:.1%} | "
+            + " | ".join(f"{r[a]['top1']:.1%}" for a in "xyz") + " | "
+            + " | ".join(f"{r[a]['top5']:.1%}" for a in "xyz") + " | "
+            + " / ".join(f"{r[a]['mean_prob']:.1%}" for a in "xyz") + " |"
+        )
+    return "\n".join(rows)
+
+
+def evaluate_table(metrics_dir: Path) -> str:
+    """FreiHAND-protocol metrics of the model beside the mean-pose baseline."""
+    e = _load(metrics_dir, "evaluate")
+    m, b = e["model"], e["mean_pose_baseline"]
+    fmt = [
+        ("PA-MPJPE (mm) ↓", "pa_mpjpe_mm", "{:.2f}"), ("PA-MPVPE (mm) ↓", "pa_mpvpe_mm", "{:.2f}"),
+        ("MPJPE, camera space (mm) ↓", "mpjpe_mm", "{:.1f}"), ("AUC joints, 0–50 mm ↑", "auc_j_aligned", "{:.3f}"),
+        ("AUC vertices, 0–50 mm ↑", "auc_v_aligned", "{:.3f}"), ("F@5 mm ↑", "f5_aligned", "{:.3f}"),
+        ("F@15 mm ↑", "f15_aligned", "{:.3f}"),
+    ]
+    rows = ["| metric (synthetic evaluation split) | cliphand | mean-pose baseline |", "|---|---:|---:|"]
+    rows += [f"| {label} | {f.format(m[k])} | {f.format(b[k])} |" for label, k, f in fmt]
+    return "\n".join(rows)
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {
+    "data": data_table,
+    "zeroshot": zeroshot_table,
+    "evaluate": evaluate_table,
+}
+
+
+def render(readme: str, metrics_dir: Path) -> str:
+    """``readme`` with every known block re-rendered from ``metrics_dir``."""
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- cliphand:{name} -->\n).*?(\n<!-- /cliphand:{name} -->)", re.S)
+        if pattern.search(readme):
+            table = make(metrics_dir)
+            readme = pattern.sub(lambda m: m.group(1) + table + m.group(2), readme)
+    return readme
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics"))
+    parser.add_argument("--check", action="store_true", help="fail if the README is out of date")
+    args = parser.parse_args(argv)
+    current = args.readme.read_text()
+    fresh = render(current, args.metrics)
+    if args.check:
+        if fresh != current:
+            print(f"{args.readme} disagrees with {args.metrics}/: run `python -m cliphand.report`", file=sys.stderr)
+            return 1
+        return 0
+    write_text(args.readme, fresh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
