@@ -2,8 +2,10 @@
 
 A hand is represented in the crop by 2.5D coordinates, each in [0, 1] over its range:
 
-- ``u, v``: the joint's projection in the crop, divided by the crop's width and height
-  (pixel centres at ``(i + 0.5) / size``; ``u`` grows left to right, ``v`` top to bottom);
+- ``u, v``: the joint's projection in the crop over the crop's size. Pixel ``i`` has its centre
+  at pixel coordinate ``i`` (OpenCV's and FreiHAND's convention) and covers ``[i - 0.5, i + 0.5]``,
+  so normalised it is ``(i + 0.5) / size``: the whole image spans [0, 1], like the heatmap bins
+  and ``grid_sample(align_corners=False)``; ``u`` grows left to right, ``v`` top to bottom;
 - ``d``: the depth relative to the root joint (the wrist) in units of the hand's scale (FreiHAND's
   ``scale``: the length of the middle MCP-PIP bone), mapped from ``[-depth_range, depth_range]``
   to ``[0, 1]``.
@@ -45,7 +47,7 @@ def points_to_25d(
     xyz: Tensor, root_depth: Tensor, K: Tensor, scale: Tensor, image_size: int, depth_range: float
 ) -> Tensor:
     """Camera-space points ``[B, N, 3]`` → 2.5D relative to a given root depth ``[B]``."""
-    uv = project(xyz, K) / image_size  # [B, N, 2]
+    uv = (project(xyz, K) + 0.5) / image_size  # [B, N, 2]
     rel = (xyz[..., 2] - root_depth[:, None]) / scale[:, None]  # [B, N]
     d = rel / (2.0 * depth_range) + 0.5
     return torch.cat([uv, d[..., None]], dim=-1)
@@ -89,7 +91,7 @@ def _rays_and_depths(
     points25d: Tensor, K: Tensor, scale: Tensor, image_size: int, depth_range: float
 ) -> tuple[Tensor, Tensor]:
     """Viewing rays with unit depth ``[B, N, 3]`` and root-relative depths in meters ``[B, N]``."""
-    uv = points25d[..., :2] * image_size
+    uv = points25d[..., :2] * image_size - 0.5
     homo = torch.cat([uv, torch.ones_like(uv[..., :1])], dim=-1)  # [B, N, 3]
     # inv_ex: no singularity check, so no host sync on CUDA.
     rays = homo @ torch.linalg.inv_ex(K).inverse.transpose(-1, -2)

@@ -125,10 +125,11 @@ class LogitScale(nn.Module):
 
 
 def heatmap_loss(logits: list[torch.Tensor], joints25d: torch.Tensor, sigma_bins: float = 1.0) -> torch.Tensor:
-    """Cross-entropy of the 1D heatmap logits ``[[B, 21, bins]] * 3`` against Gaussian labels.
+    """KL divergence from Gaussian labels to the 1D heatmaps ``[[B, 21, bins]] * 3`` (logits).
 
     The labels are Gaussians of ``sigma_bins`` bins around the target ``[B, 21, 3]`` (SimCC's
-    label smoothing), so the heatmaps the pose features read stay sharp and unimodal.
+    label smoothing), so the heatmaps the pose features read stay sharp and unimodal. KL rather
+    than cross-entropy so a perfect heatmap scores 0 (the labels' entropy is not a floor).
     """
     total = joints25d.new_zeros(())
     for axis, logit in enumerate(logits):
@@ -137,7 +138,8 @@ def heatmap_loss(logits: list[torch.Tensor], joints25d: torch.Tensor, sigma_bins
         target = joints25d[..., axis, None].to(logit.dtype)  # [B, 21, 1]
         labels = torch.exp(-0.5 * ((centres - target) * bins / sigma_bins) ** 2)
         labels = labels / labels.sum(-1, keepdim=True).clamp_min(1e-12)
-        total = total + -(labels * logit.log_softmax(-1)).sum(-1).mean()
+        kl = F.kl_div(logit.log_softmax(-1), labels, reduction="none").sum(-1)  # [B, 21]
+        total = total + kl.mean()
     return total / len(logits)
 
 

@@ -33,7 +33,7 @@ def test_25d_is_normalised_crop_coordinates():
     xyz, K, scale = _hands(8)
     p = geometry.camera_to_25d(xyz, K, scale, 224, 8.0)
     uv = geometry.project(xyz, K)
-    assert torch.allclose(p[..., :2] * 224, uv)
+    assert torch.allclose(p[..., :2] * 224 - 0.5, uv)
     assert torch.allclose(p[:, 0, 2], torch.full((8,), 0.5, dtype=torch.float64))  # the root is at depth 0
     expected = (xyz[..., 2] - xyz[:, :1, 2]) / scale[:, None] / 16 + 0.5
     assert torch.allclose(p[..., 2], expected)

@@ -113,10 +113,10 @@ def test_model_file_round_trip_and_strict_partial_load(hierarchy, tmp_path):
     with torch.no_grad():
         assert torch.equal(model(images).verts25d[-1], again(images).verts25d[-1])
     state = torch.load(path, weights_only=False)
-    del state["model"]["pose_head.lateral4.weight"]
+    del state["model"]["pose_head.heatmap2d.weight"]
     state["model"]["surplus.weight"] = torch.zeros(1)
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match=r"missing keys \(1\): pose_head\.lateral4\.weight.*unexpected keys \(1\): surplus\.weight"):
+    with pytest.raises(CheckpointError, match=r"missing keys \(1\): pose_head\.heatmap2d\.weight.*unexpected keys \(1\): surplus\.weight"):
         load_model(path)
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="unreadable checkpoint"):

@@ -61,8 +61,9 @@ def _write_split(
     """Images and annotations of ``indices`` (image indices of ``reader``) → ``name`` files."""
     poses = np.asarray([reader.pose_of(int(i)) for i in indices], dtype=np.int64)
     height, width = reader[int(indices[0])].image.shape[:2] if len(indices) else (size, size)
-    # Resizing scales pixel coordinates (pixel i covers [i, i + 1)): K's first two rows.
-    resize = np.diag([size / width, size / height, 1.0])
+    # Resizing by s maps pixel coordinates (centres at integers) as u' = s (u + 0.5) - 0.5.
+    sx, sy = size / width, size / height
+    resize = np.array([[sx, 0.0, (sx - 1) / 2], [0.0, sy, (sy - 1) / 2], [0.0, 0.0, 1.0]])
     ann = {
         "K": resize @ reader.K[poses],
         "scale": reader.scale[poses],

@@ -31,8 +31,8 @@ class ModelConfig:
     image_size: int = 128
     embed_dim: int = 512
     depth_range: float = 8.0  # root-relative depth range, in units of the hand's scale
-    pose_width: int = 256
-    joint_dim: int = 16
+    pose_width: int = 128  # channels of the pose head's stride-8 fusion
+    joint_dim: int = 64  # depth features per joint
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     text: TextConfig | None = field(default_factory=TextConfig)
@@ -93,7 +93,7 @@ class CLIPHand3D(nn.Module):
         ``scale`` [B] (meters) the joints and vertices are also returned in camera space.
         ``with_mesh=False`` skips the mesh regressor (contrastive pretraining does not use it)."""
         pyramid = self.backbone((images - self.mean) / self.std)  # [C2, C3, C4, C5]
-        logits = self.pose_head(pyramid[-2], pyramid[-1])
+        logits = self.pose_head(*pyramid[-3:])
         heatmaps = [l.softmax(-1) for l in logits]
         joints25d = torch.stack([soft_argmax(h) for h in heatmaps], dim=-1)  # [B, 21, 3]
         verts25d = self.mesh(pyramid, joints25d) if with_mesh else []

@@ -28,37 +28,45 @@ def soft_argmax(heatmap: Tensor) -> Tensor:
 
 
 class PoseHead(nn.Module):
-    """C4 and C5 → 1D heatmap logits per joint for x, y and z.
+    """C3, C4 and C5 → 1D heatmap logits per joint for x, y and z.
 
-    The two deepest maps are fused at stride 16; a 1x1 conv gives each joint its own small
-    feature map, which one linear layer per axis reads out into bins (a SimCC-style head: no
-    dense 3D volumes, a few hundred thousand multiply-adds per joint).
+    The three deepest maps are fused at stride 8, where each joint gets a 2D heatmap; its
+    marginals over rows and columns are the x and y heatmaps (S/8 bins: the paper's 32 at 256 px),
+    so localisation stays a convolutional, translation-equivariant task that trains from scratch.
+    The z heatmap (S/4 bins) is read from depth features pooled under the joint's 2D heatmap. No
+    dense 3D volume is ever built: a few million multiply-adds per image beyond the fusion convs.
     """
 
-    def __init__(
-        self, channels: list[int], image_size: int, width: int = 256, joint_dim: int = 16
-    ) -> None:
+    def __init__(self, channels: list[int], image_size: int, width: int = 128, joint_dim: int = 64) -> None:
         super().__init__()
-        c4, c5 = channels[-2:]
-        self.lateral4 = nn.Conv2d(c4, width, 1)
-        self.lateral5 = nn.Conv2d(c5, width, 1)
+        c3, c4, c5 = channels[-3:]
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in (c3, c4, c5))
         self.fuse = nn.Sequential(
             nn.Conv2d(width, width, 3, padding=1, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
-            nn.Conv2d(width, NUM_JOINTS * joint_dim, 1),
         )
-        side = image_size // 16
-        self.readout = nn.ModuleList(
-            nn.Linear(joint_dim * side * side, bins) for bins in heatmap_bins(image_size)
+        self.heatmap2d = nn.Conv2d(width, NUM_JOINTS, 1)
+        self.depth_features = nn.Conv2d(width, joint_dim, 1)
+        self.joint_embed = nn.Parameter(torch.zeros(NUM_JOINTS, joint_dim))
+        self.depth = nn.Sequential(
+            nn.LayerNorm(joint_dim), nn.Linear(joint_dim, joint_dim), nn.GELU(),
+            nn.Linear(joint_dim, heatmap_bins(image_size)[2]),
         )
 
-    def forward(self, c4: Tensor, c5: Tensor) -> list[Tensor]:
-        """Heatmap logits ``[[B, 21, Bx], [B, 21, By], [B, 21, Bz]]``."""
-        x = self.lateral4(c4) + F.interpolate(self.lateral5(c5), size=c4.shape[-2:], mode="nearest")
-        x = self.fuse(x)  # [B, 21 * D, S/16, S/16]
-        x = x.flatten(2).unflatten(1, (NUM_JOINTS, -1)).flatten(2)  # [B, 21, D * (S/16)^2]
-        return [head(x) for head in self.readout]
+    def forward(self, c3: Tensor, c4: Tensor, c5: Tensor) -> list[Tensor]:
+        """Heatmap logits ``[[B, 21, Bx], [B, 21, By], [B, 21, Bz]]`` (x, y: log-probabilities)."""
+        size = c3.shape[-2:]
+        x = self.lateral[0](c3)
+        for lateral, c in zip(self.lateral[1:], (c4, c5)):
+            x = x + F.interpolate(lateral(c), size=size, mode="bilinear", align_corners=False)
+        x = self.fuse(x)  # [B, W, S/8, S/8]
+        logp = self.heatmap2d(x).flatten(2).log_softmax(-1).unflatten(2, size)  # [B, 21, H, W]
+        x_logits = logp.logsumexp(2)  # [B, 21, W]: marginal over rows
+        y_logits = logp.logsumexp(3)  # [B, 21, H]: marginal over columns
+        pooled = torch.einsum("bjhw,bchw->bjc", logp.exp(), self.depth_features(x))  # [B, 21, D]
+        z_logits = self.depth(pooled + self.joint_embed)  # [B, 21, Bz]
+        return [x_logits, y_logits, z_logits]
 
 
 class PoseFeatures(nn.Module):

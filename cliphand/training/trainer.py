@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from cliphand import losses, metrics, zeroshot
 from cliphand.data.dataset import HandDataset
@@ -140,6 +141,11 @@ def train_phase(
     schedule = lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * s / total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
+    # Mixed precision: bf16 needs no loss scaling; fp16 does (a no-op scaler otherwise).
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+
     start_epoch, step, history = 0, 0, []
     if Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path)
@@ -150,6 +156,7 @@ def train_phase(
         load_model_state(model, state["model"], checkpoint_path)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
@@ -160,7 +167,7 @@ def train_phase(
         save_checkpoint(
             {
                 "phase": phase, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step, "history": history,
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "history": history,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                 "run": run_info or {},
             },
@@ -172,12 +179,14 @@ def train_phase(
         generator.manual_seed(cfg.seed + epoch)
         sums: dict[str, float] = {}
         skip = step - epoch * steps_per_epoch  # batches of this epoch already trained before a resume
-        for i, batch in enumerate(loader):
+        bar = tqdm(loader, desc=f"{phase} {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+        for i, batch in enumerate(bar):
             if i < skip:
                 continue
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            out = model(batch["image"], with_mesh=with_mesh)
-            terms = compute_losses(model, out, batch, cfg, with_mesh)
+            with autocast:
+                out = model(batch["image"], with_mesh=with_mesh)
+                terms = compute_losses(model, out, batch, cfg, with_mesh)
             if not torch.isfinite(terms["total"]):
                 raise NonFiniteLossError(
                     f"{phase}: loss is {terms['total'].item()} at step {step} "
@@ -185,14 +194,17 @@ def train_phase(
                     f"the last good checkpoint is {checkpoint_path}"
                 )
             optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
+            scaler.scale(terms["total"]).backward()
             if cfg.grad_clip:
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             step += 1
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
+            bar.set_postfix(loss=f"{terms['total'].item():.3f}")
             if step % cfg.checkpoint_every == 0:
                 checkpoint(epoch)
         n = max(1, steps_per_epoch - skip)
