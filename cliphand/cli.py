@@ -51,6 +51,12 @@ def _prompts(args: argparse.Namespace) -> None:
         print(f"{axis}: {prompt}")
 
 
+def _preset(args: argparse.Namespace) -> None:
+    from cliphand.presets import apply_preset
+
+    print(f"{apply_preset(args.name, args.params)}: preset {args.name} applied; now `dvc exp run` or `dvc repro`")
+
+
 def _report(args: argparse.Namespace) -> int:
     from cliphand.report import main as report
 
@@ -90,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.add_argument("--split", default="training", choices=("training", "evaluation"))
     prompts.add_argument("--template", default="hand_joints")
     prompts.set_defaults(func=_prompts)
+
+    preset = verbs.add_parser("preset", help="merge presets/NAME.yaml into params.yaml", formatter_class=fmt)
+    preset.add_argument("name", help="e.g. paper")
+    preset.add_argument("--params", type=Path, default=Path("params.yaml"))
+    preset.set_defaults(func=_preset)
 
     report = verbs.add_parser("report", help="render the README's tables from metrics/", formatter_class=fmt)
     report.add_argument("--check", action="store_true", help="fail if the README is out of date")

@@ -33,6 +33,7 @@ class ModelConfig:
     depth_range: float = 8.0  # root-relative depth range, in units of the hand's scale
     pose_width: int = 128  # channels of the pose head's stride-8 fusion
     joint_dim: int = 64  # depth features per joint
+    heatmap_stride: int = 8  # pixels per x/y heatmap bin (paper: 8, i.e. 32 bins at 256 px)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     text: TextConfig | None = field(default_factory=TextConfig)
@@ -41,6 +42,8 @@ class ModelConfig:
         """Raise a ConfigError naming the first unusable key."""
         if self.image_size < 64 or self.image_size % 32:
             raise ConfigError(f"{prefix}.image_size: must be a multiple of 32 and >= 64, got {self.image_size}")
+        if self.heatmap_stride not in (4, 8):
+            raise ConfigError(f"{prefix}.heatmap_stride: 4 or 8, got {self.heatmap_stride}")
         for name in ("embed_dim", "depth_range", "pose_width", "joint_dim"):
             positive(getattr(self, name), f"{prefix}.{name}")
         if self.text is not None and self.text.embed_dim != self.embed_dim:
@@ -78,8 +81,10 @@ class CLIPHand3D(nn.Module):
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
         self.backbone = Backbone(cfg.backbone)
-        bins = heatmap_bins(cfg.image_size)
-        self.pose_head = PoseHead(self.backbone.channels, cfg.image_size, cfg.pose_width, cfg.joint_dim)
+        bins = heatmap_bins(cfg.image_size, cfg.heatmap_stride)
+        self.pose_head = PoseHead(
+            self.backbone.channels, cfg.image_size, cfg.pose_width, cfg.joint_dim, cfg.heatmap_stride
+        )
         self.pose_features = PoseFeatures(bins, cfg.embed_dim)
         self.mesh = MeshRegressor(hierarchy, self.backbone.channels, cfg.mesh)
         self.text = TextEncoder(cfg.text) if cfg.text is not None else None
@@ -93,7 +98,7 @@ class CLIPHand3D(nn.Module):
         ``scale`` [B] (meters) the joints and vertices are also returned in camera space.
         ``with_mesh=False`` skips the mesh regressor (contrastive pretraining does not use it)."""
         pyramid = self.backbone((images - self.mean) / self.std)  # [C2, C3, C4, C5]
-        logits = self.pose_head(*pyramid[-3:])
+        logits = self.pose_head(pyramid)
         heatmaps = [l.softmax(-1) for l in logits]
         joints25d = torch.stack([soft_argmax(h) for h in heatmaps], dim=-1)  # [B, 21, 3]
         verts25d = self.mesh(pyramid, joints25d) if with_mesh else []

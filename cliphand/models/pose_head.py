@@ -11,9 +11,12 @@ from cliphand.skeleton import NUM_JOINTS
 AXES = ("x", "y", "z")
 
 
-def heatmap_bins(image_size: int) -> tuple[int, int, int]:
-    """Bins of the x, y and z heatmaps: the paper's 32, 32 and 64 at 256 px, following the input."""
-    return image_size // 8, image_size // 8, image_size // 4
+def heatmap_bins(image_size: int, stride: int = 8) -> tuple[int, int, int]:
+    """Bins of the x, y and z heatmaps: one x/y bin per ``stride`` pixels, z at S/4.
+
+    The paper's 32, 32 and 64 at 256 px is ``stride = 8``; the bins follow the input size.
+    """
+    return image_size // stride, image_size // stride, image_size // 4
 
 
 def soft_argmax(heatmap: Tensor) -> Tensor:
@@ -28,19 +31,24 @@ def soft_argmax(heatmap: Tensor) -> Tensor:
 
 
 class PoseHead(nn.Module):
-    """C3, C4 and C5 → 1D heatmap logits per joint for x, y and z.
+    """The feature pyramid → 1D heatmap logits per joint for x, y and z.
 
-    The three deepest maps are fused at stride 8, where each joint gets a 2D heatmap; its
-    marginals over rows and columns are the x and y heatmaps (S/8 bins: the paper's 32 at 256 px),
+    The maps from ``stride`` (8: C3..C5, or 4: C2..C5) up are fused at that stride, where each
+    joint gets a 2D heatmap; its marginals over rows and columns are the x and y heatmaps (S/8
+    bins at stride 8: the paper's 32 at 256 px),
     so localisation stays a convolutional, translation-equivariant task that trains from scratch.
     The z heatmap (S/4 bins) is read from depth features pooled under the joint's 2D heatmap. No
     dense 3D volume is ever built: a few million multiply-adds per image beyond the fusion convs.
     """
 
-    def __init__(self, channels: list[int], image_size: int, width: int = 128, joint_dim: int = 64) -> None:
+    def __init__(
+        self, channels: list[int], image_size: int, width: int = 128, joint_dim: int = 64, stride: int = 8
+    ) -> None:
         super().__init__()
-        c3, c4, c5 = channels[-3:]
-        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in (c3, c4, c5))
+        if stride not in (4, 8):
+            raise ValueError(f"model.heatmap_stride: 4 or 8, got {stride}")
+        self.first = 0 if stride == 4 else 1  # the pyramid level (C2 = 0) the fusion starts from
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels[self.first :])
         self.fuse = nn.Sequential(
             nn.Conv2d(width, width, 3, padding=1, bias=False),
             nn.BatchNorm2d(width),
@@ -51,16 +59,17 @@ class PoseHead(nn.Module):
         self.joint_embed = nn.Parameter(torch.zeros(NUM_JOINTS, joint_dim))
         self.depth = nn.Sequential(
             nn.LayerNorm(joint_dim), nn.Linear(joint_dim, joint_dim), nn.GELU(),
-            nn.Linear(joint_dim, heatmap_bins(image_size)[2]),
+            nn.Linear(joint_dim, heatmap_bins(image_size, stride)[2]),
         )
 
-    def forward(self, c3: Tensor, c4: Tensor, c5: Tensor) -> list[Tensor]:
-        """Heatmap logits ``[[B, 21, Bx], [B, 21, By], [B, 21, Bz]]`` (x, y: log-probabilities)."""
-        size = c3.shape[-2:]
-        x = self.lateral[0](c3)
-        for lateral, c in zip(self.lateral[1:], (c4, c5)):
+    def forward(self, pyramid: list[Tensor]) -> list[Tensor]:
+        """``[C2..C5]`` → logits ``[[B, 21, Bx], [B, 21, By], [B, 21, Bz]]`` (x, y: log-probabilities)."""
+        maps = pyramid[self.first :]
+        size = maps[0].shape[-2:]
+        x = self.lateral[0](maps[0])
+        for lateral, c in zip(self.lateral[1:], maps[1:]):
             x = x + F.interpolate(lateral(c), size=size, mode="bilinear", align_corners=False)
-        x = self.fuse(x)  # [B, W, S/8, S/8]
+        x = self.fuse(x)  # [B, W, S/stride, S/stride]
         logp = self.heatmap2d(x).flatten(2).log_softmax(-1).unflatten(2, size)  # [B, 21, H, W]
         x_logits = logp.logsumexp(2)  # [B, 21, W]: marginal over rows
         y_logits = logp.logsumexp(3)  # [B, 21, H]: marginal over columns
