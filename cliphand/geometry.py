@@ -21,9 +21,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cliphand.skeleton import SCALE_BONE
+from cliphand.skeleton import BONES, SCALE_BONE
 
 ROOT = 0
+BONE_PARENTS = torch.tensor([p for p, _ in BONES])
+BONE_CHILDREN = torch.tensor([c for _, c in BONES])
 
 
 def project(xyz: Tensor, K: Tensor) -> Tensor:
@@ -72,6 +74,27 @@ def root_depth_from_25d(
     bb = (b * b).sum(-1)
     disc = (ab * ab - aa * (bb - scale * scale)).clamp_min(0.0)
     return (-ab + disc.sqrt()) / aa.clamp_min(1e-12)
+
+
+def root_depth_from_bones(
+    joints25d: Tensor, K: Tensor, scale: Tensor, bone_ratios: Tensor, image_size: int, depth_range: float
+) -> Tensor:
+    """A robust root depth ``[B]``: the median of the depths each of the 20 bones implies.
+
+    Each bone ``(parent, child)`` with its typical length ``bone_ratios[b] * scale`` gives the
+    same quadratic as ``root_depth_from_25d``; one noisy bone (or one seen end-on, whose length
+    hardly constrains the depth) cannot then throw the whole hand far off, as it can when the
+    scale bone alone decides.
+    """
+    parents, children = BONE_PARENTS.to(joints25d.device), BONE_CHILDREN.to(joints25d.device)
+    rays, rel = _rays_and_depths(joints25d, K, scale, image_size, depth_range)
+    a = rays[:, parents] - rays[:, children]  # [B, 20, 3]
+    b = rel[:, parents, None] * rays[:, parents] - rel[:, children, None] * rays[:, children]
+    length = bone_ratios[None, :] * scale[:, None]  # [B, 20]
+    aa, ab, bb = (a * a).sum(-1), (a * b).sum(-1), (b * b).sum(-1)
+    disc = (ab * ab - aa * (bb - length * length)).clamp_min(0.0)
+    roots = (-ab + disc.sqrt()) / aa.clamp_min(1e-12)
+    return roots.median(dim=1).values
 
 
 def from_25d(

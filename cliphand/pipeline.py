@@ -174,7 +174,11 @@ def evaluate(params: Params, raw: dict) -> dict:
         ours = metrics.freihand_summary(gt_xyz, gt_verts, pred["joints_cam"], pred["verts_cam"])
         base = _mean_pose_baseline(gt_xyz, gt_verts)
         keys = ("mpjpe_mm", "pa_mpjpe_mm", "pa_mpvpe_mm", "auc_j_aligned", "auc_v_aligned", "f5_aligned", "f15_aligned")
-        result = {"model": {k: float(ours[k]) for k in keys}, "mean_pose_baseline": {k: float(base[k]) for k in keys}}
+        result = {
+            "model": {k: float(ours[k]) for k in keys},
+            "mean_pose_baseline": {k: float(base[k]) for k in keys},
+            "error_sources": _error_sources(pred["joints25d"], dataset, params.model.depth_range),
+        }
         write_json(METRICS / "evaluate.json", result)
         pck = [
             {"threshold_mm": t, "model_joints": a, "model_verts": b, "baseline_joints": c}
@@ -188,6 +192,26 @@ def evaluate(params: Params, raw: dict) -> dict:
         _log_final(run, {f"{who}_{k}": v for who, r in result.items() for k, v in r.items()})
         mlflow_log_artifacts(figure)
     return result
+
+
+def _error_sources(pred25d: np.ndarray, dataset: HandDataset, depth_range: float) -> dict[str, float]:
+    """PA-MPJPE with one part of the 2.5D prediction replaced by the truth: which part costs most.
+
+    ``uv_only``: predicted u, v with true relative depth; ``depth_only``: true u, v with predicted
+    depth; both with the true root depth, so absolute depth recovery plays no part.
+    """
+    from cliphand import geometry
+
+    gt25d = dataset.ann["joints25d"].astype(np.float64)
+    K = torch.from_numpy(dataset.ann["K"]).double()
+    scale = torch.from_numpy(dataset.ann["scale"]).double()
+    root = torch.from_numpy(dataset.ann["xyz"][:, 0, 2]).double()
+    out = {}
+    for name, uv, depth in (("uv_only", pred25d, gt25d), ("depth_only", gt25d, pred25d)):
+        mixed = torch.from_numpy(np.concatenate([uv[..., :2], depth[..., 2:]], axis=-1)).double()
+        cam = geometry.from_25d(mixed, root, K, scale, dataset.size, depth_range).numpy()
+        out[f"pa_mpjpe_mm_{name}"] = float(metrics.freihand_summary(dataset.ann["xyz"], None, cam, None)["pa_mpjpe_mm"])
+    return out
 
 
 def _mean_pose_baseline(gt_xyz: np.ndarray, gt_verts: np.ndarray) -> dict[str, Any]:

@@ -70,6 +70,11 @@ def evaluate_table(metrics_dir: Path) -> str:
     ]
     rows = ["| metric (synthetic evaluation split) | cliphand | mean-pose baseline |", "|---|---:|---:|"]
     rows += [f"| {label} | {f.format(m[k])} | {f.format(b[k])} |" for label, k, f in fmt]
+    src = e["error_sources"]
+    rows += [
+        f"| PA-MPJPE, predicted u, v with true depth (mm) | {src['pa_mpjpe_mm_uv_only']:.2f} | |",
+        f"| PA-MPJPE, true u, v with predicted depth (mm) | {src['pa_mpjpe_mm_depth_only']:.2f} | |",
+    ]
     return "\n".join(rows)
 
 

@@ -46,3 +46,30 @@ def test_vertices_share_the_joints_root():
     j25 = geometry.camera_to_25d(xyz, K, scale, 224, 8.0)
     root = geometry.root_depth_from_25d(j25, K, scale, 224, 8.0)
     np.testing.assert_allclose(geometry.from_25d(v25, root, K, scale, 224, 8.0).numpy(), verts.numpy(), atol=1e-7)
+
+
+def test_robust_root_depth_is_exact_for_exact_bones_and_resists_a_bad_bone():
+    from cliphand.data.synthetic import make_pose
+    from cliphand.skeleton import BONES
+
+    poses = [make_pose(0, "training", i, 224)[0] for i in range(32)]
+    xyz = torch.tensor(np.stack([p.xyz for p in poses]))
+    K = torch.tensor(np.stack([p.K for p in poses]))
+    scale = torch.tensor([p.scale for p in poses], dtype=torch.float64)
+    parents, children = torch.tensor(BONES).T
+    lengths = (xyz[:, parents] - xyz[:, children]).norm(dim=-1)  # [B, 20]
+    p = geometry.camera_to_25d(xyz, K, scale, 224, 8.0)
+    # A hand with its own bone ratios: every bone agrees, so the median is exact.
+    for i in range(4):
+        ratios = lengths[i] / scale[i]
+        root = geometry.root_depth_from_bones(p[i : i + 1], K[i : i + 1], scale[i : i + 1], ratios, 224, 8.0)
+        assert abs(root.item() - xyz[i, 0, 2].item()) < 1e-9
+    # With the mean ratios, and the scale bone's tip misplaced by 10 px: the scale bone alone
+    # goes far wrong, the median over bones does not.
+    ratios = (lengths / scale[:, None]).mean(0)
+    noisy = p.clone()
+    noisy[:, 10, :2] += 10 / 224
+    truth = xyz[:, 0, 2]
+    single = (geometry.root_depth_from_25d(noisy, K, scale, 224, 8.0) - truth).abs()
+    robust = (geometry.root_depth_from_bones(noisy, K, scale, ratios, 224, 8.0) - truth).abs()
+    assert robust.median() < single.median() / 2 and robust.median() < 0.1 * truth.mean()

@@ -80,6 +80,7 @@ class CLIPHand3D(nn.Module):
         self.hierarchy = hierarchy
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("bone_ratios", torch.as_tensor(hierarchy.bone_ratios, dtype=torch.float32))
         self.backbone = Backbone(cfg.backbone)
         bins = heatmap_bins(cfg.image_size, cfg.heatmap_stride)
         self.pose_head = PoseHead(
@@ -105,7 +106,7 @@ class CLIPHand3D(nn.Module):
         out = HandOutput(heatmaps, logits, joints25d, verts25d, self.pose_features(heatmaps))
         if K is not None and scale is not None:
             size, rng = self.cfg.image_size, self.cfg.depth_range
-            root = geometry.root_depth_from_25d(joints25d, K, scale, size, rng)  # [B]
+            root = geometry.root_depth_from_bones(joints25d, K, scale, self.bone_ratios, size, rng)  # [B]
             out.joints_cam = geometry.from_25d(joints25d, root, K, scale, size, rng)
             if with_mesh:
                 out.verts_cam = geometry.from_25d(verts25d[-1], root, K, scale, size, rng)

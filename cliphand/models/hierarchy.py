@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from cliphand.skeleton import NUM_JOINTS, NUM_VERTS
+from cliphand.skeleton import BONES, NUM_JOINTS, NUM_VERTS
 
 LEVELS = (98, 195, 389, 778)
 
@@ -29,13 +29,15 @@ class MeshHierarchy:
     ``templates[l]`` [n_l, 3]: the mean mesh at level ``l``, root-relative, in units of the hand's
     scale. ``upsample[l]`` [n_l, n_{l-1}]: blends the previous level (the 21 joints for ``l = 0``).
     ``indices[l]``: which of the 778 vertices level ``l`` keeps. ``joint_regressor`` [21, 778].
-    ``faces`` [F, 3] of the full mesh, when known.
+    ``faces`` [F, 3] of the full mesh, when known. ``bone_ratios`` [20]: the mean length of each
+    bone (``skeleton.BONES`` order) over the hand's scale, for recovering absolute depth.
     """
 
     templates: list[np.ndarray]
     upsample: list[np.ndarray]
     indices: list[np.ndarray]
     joint_regressor: np.ndarray
+    bone_ratios: np.ndarray
     faces: np.ndarray | None = None
 
     @property
@@ -44,7 +46,7 @@ class MeshHierarchy:
 
     def save(self, path: Path) -> None:
         """Write to an ``.npz`` file atomically."""
-        arrays = {"joint_regressor": self.joint_regressor}
+        arrays = {"joint_regressor": self.joint_regressor, "bone_ratios": self.bone_ratios}
         if self.faces is not None:
             arrays["faces"] = self.faces
         for i, (t, u, ix) in enumerate(zip(self.templates, self.upsample, self.indices)):
@@ -66,6 +68,7 @@ class MeshHierarchy:
                 upsample=[z[f"upsample{i}"] for i in range(n)],
                 indices=[z[f"indices{i}"] for i in range(n)],
                 joint_regressor=z["joint_regressor"],
+                bone_ratios=z["bone_ratios"],
                 faces=z["faces"] if "faces" in z.files else None,
             )
 
@@ -136,10 +139,13 @@ def build_hierarchy(
     upsample += [blend_weights(f, c) for c, f in zip(templates[:-1], templates[1:])]
     if joint_regressor is None:
         joint_regressor = fit_joint_regressor(verts, xyz)
+    parents, children = np.array(BONES).T
+    ratios = (np.linalg.norm(xyz[:, parents] - xyz[:, children], axis=-1) / scale[:, None]).mean(0)
     return MeshHierarchy(
         templates=[t.astype(np.float32) for t in templates],
         upsample=[u.astype(np.float32) for u in upsample],
         indices=indices,
         joint_regressor=joint_regressor.astype(np.float32),
+        bone_ratios=ratios.astype(np.float32),
         faces=faces,
     )

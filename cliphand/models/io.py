@@ -21,7 +21,7 @@ def save_model(model: CLIPHand3D, path: Path) -> None:
             "config": dataclasses.asdict(model.cfg),
             "hierarchy": {
                 "templates": h.templates, "upsample": h.upsample, "indices": h.indices,
-                "joint_regressor": h.joint_regressor, "faces": h.faces,
+                "joint_regressor": h.joint_regressor, "bone_ratios": h.bone_ratios, "faces": h.faces,
             },
             "model": model.state_dict(),
         },
@@ -46,6 +46,7 @@ def load_model(path: Path) -> CLIPHand3D:
         upsample=[np.asarray(u) for u in h["upsample"]],
         indices=[np.asarray(i) for i in h["indices"]],
         joint_regressor=np.asarray(h["joint_regressor"]),
+        bone_ratios=np.asarray(h["bone_ratios"]),
         faces=None if h["faces"] is None else np.asarray(h["faces"]),
     )
     model = CLIPHand3D(cfg, hierarchy)
