@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import Subset, default_collate
+from torch.utils.data import default_collate
 
 from cliphand import zeroshot
 from cliphand.data.dataset import HandDataset
