@@ -135,3 +135,19 @@ def test_paper_preset_builds_and_runs(hierarchy):
     out = model(torch.rand(1, 3, 256, 256))
     assert [h.shape[-1] for h in out.heatmaps] == [32, 32, 64]
     out.verts25d[-1].sum().backward()
+
+
+def test_default_preset_from_params_builds_and_trains_a_step(hierarchy):
+    from pathlib import Path
+
+    from cliphand.params import read_params
+
+    params, _ = read_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    model = CLIPHand3D(params.model, hierarchy)
+    size = params.model.image_size
+    out = model(torch.rand(2, 3, size, size))
+    assert out.verts25d[-1].shape == (2, 778, 3)
+    loss = out.joints25d.sum() + out.verts25d[-1].sum() + model.encode_text(["a", "b"], 0).sum()
+    loss.backward()
+    assert all(p.grad is not None for p in model.pose_head.parameters())
+    assert 20e6 < count_parameters(model)["total"] < 25e6
