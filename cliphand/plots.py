@@ -17,7 +17,8 @@ AXIS_COLORS = {"x": "tab:red", "y": "tab:green", "z": "tab:blue"}
 def _save(fig: plt.Figure, path: Path) -> Path:
     for ax in fig.axes:
         if ax.get_legend_handles_labels()[0]:
-            path = Path(path)
+            ax.legend(fontsize=8)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -55,6 +56,7 @@ def zeroshot_curve(rows: Sequence[dict], path: Path) -> Path:
     ax.plot(sizes, [r["x_chance"] for r in rows], "k--", label="chance")
     ax.set(xscale="log", xlabel="batch size N (prompts to choose from)", ylabel="accuracy", ylim=(0, 1.02),
            title="zero-shot image→prompt retrieval, evaluation split")
+    ax.minorticks_off()  # the log axis' minor labels would crowd the batch sizes
     ax.set_xticks(sizes, [str(s) for s in sizes])
     return _save(fig, path)
 
