@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from cliphand.config import ConfigError, load_params
+from cliphand.config import ConfigError, from_dict, load_params
 from cliphand.files import write_text
-from cliphand.params import read_params
+from cliphand.params import Params
 
 PRESETS_DIR = Path("presets")
 
@@ -31,13 +31,7 @@ def preset_params(name: str, params: Path = Path("params.yaml"), presets_dir: Pa
         known = sorted(p.stem for p in presets_dir.glob("*.yaml"))
         raise ConfigError(f"{path}: no such preset (known: {', '.join(known) or 'none'})")
     merged = deep_merge(load_params(params), load_params(path))
-    text = yaml.safe_dump(merged, sort_keys=False)
-    tmp = params.with_name(f".{params.name}.{name}.check")
-    try:
-        tmp.write_text(text)
-        read_params(tmp)  # a preset that does not fit the schema fails here, naming the key
-    finally:
-        tmp.unlink(missing_ok=True)
+    from_dict(Params, merged, "")  # a preset that does not fit the schema fails here, naming the key
     return merged
 
 
