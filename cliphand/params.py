@@ -23,6 +23,13 @@ class SyntheticConfig:
     image_size: int = 224
     seed: int = 0
     workers: int = 2
+    views: str = "upright"
+
+    def validate(self, prefix: str = "data.synthetic") -> None:
+        from cliphand.data.synthetic import VIEWS
+
+        if self.views not in VIEWS:
+            raise ConfigError(f"{prefix}.views: one of {VIEWS}, got {self.views!r}")
 
 
 @dataclass

@@ -48,7 +48,7 @@ def download(params: Params, raw: dict) -> dict:
             from cliphand.data.synthetic import generate
 
             s = params.data.synthetic
-            stats = generate(root, s.n_train, s.n_eval, s.image_size, s.seed, s.workers)
+            stats = generate(root, s.n_train, s.n_eval, s.image_size, s.seed, s.workers, views=s.views)
         else:
             from cliphand.data.download import fetch_freihand
 

@@ -78,10 +78,26 @@ def evaluate_table(metrics_dir: Path) -> str:
     return "\n".join(rows)
 
 
+def ablation_table(metrics_dir: Path) -> str:
+    """The full model against each ``dvc exp run`` ablation (``python -m cliphand.ablation``)."""
+    a = _load(metrics_dir, "ablation")
+    rows = [
+        "| variant | command | PA-MPJPE (mm) ↓ | PA-MPVPE (mm) ↓ | AUC joints ↑ | F@15 mm ↑ |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    rows += [
+        f"| {r['label']} | `{r['command']}` | {r['pa_mpjpe_mm']:.2f} | {r['pa_mpvpe_mm']:.2f} | "
+        f"{r['auc_j_aligned']:.3f} | {r['f15_aligned']:.3f} |"
+        for r in a["rows"]
+    ]
+    return "\n".join(rows)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "data": data_table,
     "zeroshot": zeroshot_table,
     "evaluate": evaluate_table,
+    "ablation": ablation_table,
 }
 
 

@@ -56,6 +56,19 @@ def test_forward_shapes_and_backward(hierarchy):
     assert model.mesh.levels[0].upsample.grad is not None
 
 
+def test_direct_regression_ablation_has_one_level(hierarchy):
+    torch.manual_seed(0)
+    mesh = dataclasses.replace(tiny_config().mesh, widths=(8,), levels=(778,))
+    model = CLIPHand3D(tiny_config(mesh=mesh), hierarchy)
+    out = model(torch.rand(2, 3, 64, 64))
+    assert [v.shape for v in out.verts25d] == [(2, 778, 3)]
+    assert model.hierarchy.sizes == (778,) and model.mesh.levels[0].upsample.shape == (778, 21)
+    out.verts25d[0].sum().backward()
+    bad = dataclasses.replace(mesh, levels=(98, 389))
+    with pytest.raises(ConfigError, match="model.mesh.levels"):
+        CLIPHand3D(tiny_config(mesh=bad), hierarchy)
+
+
 def test_sample_does_not_depend_on_its_batch(hierarchy):
     torch.manual_seed(0)
     model = CLIPHand3D(tiny_config(), hierarchy).eval()

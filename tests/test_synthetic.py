@@ -132,6 +132,19 @@ def test_random_rotation_is_proper_and_spread() -> None:
         [handmodel.rotvec(r) for r in rots[:5]]))
 
 
+def test_upright_views_hold_the_hand_up_in_every_spin() -> None:
+    rng = np.random.default_rng(4)
+    rots = np.array([synthetic.sample_rotation(rng, "upright") for _ in range(400)])
+    np.testing.assert_allclose(np.linalg.det(rots), 1.0)
+    fingers, palm = rots[:, :, 1], rots[:, :, 2]  # hand y (fingers), hand z (palm normal)
+    assert (fingers[:, 1] <= 1e-9).all()  # never pointing down the image (camera +y)
+    assert fingers[:, 1].min() < -0.99 and np.abs(fingers[:, 0]).max() > 0.95  # up and sideways
+    # Palm toward and away from the camera both occur.
+    assert palm[:, 2].min() < -0.9 and palm[:, 2].max() > 0.9
+    with pytest.raises(ValueError, match="views"):
+        synthetic.sample_rotation(rng, "sideways")
+
+
 # --- Renderer ------------------------------------------------------------------------------------
 
 def _box(centre: np.ndarray, half: float) -> tuple[np.ndarray, np.ndarray]:

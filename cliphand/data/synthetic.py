@@ -1,7 +1,7 @@
 """The embedded default dataset: procedurally generated right hands in FreiHAND's exact layout.
 
-Every pose is a random hand (:mod:`cliphand.data.handmodel`: shape, joint angles, a uniformly
-random global rotation) seen by a random FreiHAND-like camera, rendered once
+Every pose is a random hand (:mod:`cliphand.data.handmodel`: shape, joint angles, a global
+rotation from :func:`sample_rotation`) seen by a random FreiHAND-like camera, rendered once
 (:mod:`cliphand.data.render`) and composited over random textured backgrounds: four for the
 training split (image ``pose + P * version``), one for the evaluation split. Annotations follow
 :mod:`cliphand.data.layout`; ``mano.json`` holds this hand model's parameters in MANO's slots
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from cliphand import viz
@@ -51,9 +52,32 @@ MIN_DEPTH = 0.25  # meters, of the hand's bounding-box centre
 JPEG_QUALITY = 90
 DECIMALS = 6
 _CHUNK = 8  # poses per worker task
+VIEWS = ("upright", "any")
+# "upright" views, degrees: spin about the fingers' axis (palm, side and back views), tilt of that
+# axis toward or away from the camera, and in-plane roll away from fingers-up.
+SPIN_RANGE, TILT_RANGE, ROLL_RANGE = 180.0, 40.0, 90.0
+# Hand frame → camera with the fingers (hand +y) pointing up (camera -y) and the palm (hand +z)
+# facing the camera (camera -z): a half turn about x.
+_FINGERS_UP = np.diag([1.0, -1.0, -1.0])
 
-# One pose to generate: root, seed, split, pose, poses in the split, image size.
-_Job = tuple[Path, int, str, int, int, int]
+# One pose to generate: root, seed, split, pose, poses in the split, image size, views.
+_Job = tuple[Path, int, str, int, int, int, str]
+
+
+def sample_rotation(rng: np.random.Generator, views: str = "upright") -> np.ndarray:
+    """The global rotation, hand frame → camera, [3, 3].
+
+    ``any``: uniform over SO(3), including views along the fingers that hide them. ``upright``:
+    FreiHAND-like, a hand held up in front of the camera (any spin about the fingers' axis, a tilt
+    of up to TILT_RANGE and an in-plane roll of up to ROLL_RANGE degrees).
+    """
+    if views == "any":
+        return handmodel.random_rotation(rng)
+    if views != "upright":
+        raise ValueError(f"views: one of {VIEWS}, got {views!r}")
+    spin, tilt, roll = rng.uniform(-1.0, 1.0, 3) * (SPIN_RANGE, TILT_RANGE, ROLL_RANGE)
+    in_hand = Rotation.from_euler("yx", [spin, tilt], degrees=True).as_matrix()  # spin, then tilt
+    return Rotation.from_euler("z", roll, degrees=True).as_matrix() @ _FINGERS_UP @ in_hand
 
 
 @dataclass(frozen=True)
@@ -108,14 +132,14 @@ def place_in_view(points: np.ndarray, K: np.ndarray, size: int,
     return t - centre
 
 
-def make_pose(seed: int, split: str, pose: int, size: int
+def make_pose(seed: int, split: str, pose: int, size: int, views: str = "upright"
               ) -> tuple[PoseAnnotation, render.Lighting, np.ndarray]:
     """The annotation, lighting and per-vertex albedo [778, 3] of one pose (no rendering)."""
     rng = np.random.default_rng([seed, SPLITS.index(split), pose])
     topo = handmodel.topology()
     betas = handmodel.sample_betas(rng)
     hand = handmodel.pose_hand(betas, handmodel.sample_angles(rng, betas))
-    rotation = handmodel.random_rotation(rng)
+    rotation = sample_rotation(rng, views)
     K = sample_intrinsics(rng, size)
     rotated = hand.verts @ rotation.T  # [778, 3], wrist at the origin
     trans = place_in_view(rotated, K, size, rng)
@@ -135,8 +159,8 @@ def _save_jpeg(array: np.ndarray, path: Path) -> int:
 
 def _render_pose(job: _Job) -> tuple[PoseAnnotation, int]:
     """Generate one pose, write its images and mask; returns its annotation and bytes written."""
-    root, seed, split, pose, n_poses, size = job
-    annotation, light, albedo = make_pose(seed, split, pose, size)
+    root, seed, split, pose, n_poses, size, views = job
+    annotation, light, albedo = make_pose(seed, split, pose, size, views)
     split_id = SPLITS.index(split)
     # The hand is rendered once; versions differ only in the background.
     color, alpha = render.render(annotation.verts, handmodel.topology().faces, albedo,
@@ -208,7 +232,10 @@ def _write_hand_model(root: Path) -> int:
     return len(buffer.getvalue())
 
 
-def _check_params(n_train: int, n_eval: int, image_size: int, seed: int, workers: int) -> None:
+def _check_params(n_train: int, n_eval: int, image_size: int, seed: int, workers: int,
+                  views: str) -> None:
+    if views not in VIEWS:
+        raise ValueError(f"views: one of {VIEWS}, got {views!r}")
     for name, value, low in (("n_train", n_train, 1), ("n_eval", n_eval, 1),
                              ("image_size", image_size, 32), ("seed", seed, 0),
                              ("workers", workers, 1)):
@@ -219,14 +246,15 @@ def _check_params(n_train: int, n_eval: int, image_size: int, seed: int, workers
 
 
 def generate(root: Path, n_train: int, n_eval: int, image_size: int = 224, seed: int = 0,
-             workers: int = 2, progress: bool = True) -> dict:
+             workers: int = 2, progress: bool = True, views: str = "upright") -> dict:
     """Write a synthetic dataset in FreiHAND's layout under ``root``.
 
     ``n_train`` training poses (4 images each) and ``n_eval`` evaluation poses (1 image each) of
-    ``image_size`` px, generated by ``workers`` processes. Returns statistics: images, poses,
+    ``image_size`` px, generated by ``workers`` processes, hands seen from ``views`` (see
+    :func:`sample_rotation`). Returns statistics: images, poses,
     seconds, images_per_s and bytes written.
     """
-    _check_params(n_train, n_eval, image_size, seed, workers)
+    _check_params(n_train, n_eval, image_size, seed, workers, views)
     start = time.perf_counter()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -235,7 +263,7 @@ def generate(root: Path, n_train: int, n_eval: int, image_size: int = 224, seed:
     for split, n in counts.items():
         for sub in ("rgb", "mask"):
             (root / split / sub).mkdir(parents=True, exist_ok=True)
-        jobs += [(root, seed, split, pose, n, image_size) for pose in range(n)]
+        jobs += [(root, seed, split, pose, n, image_size, views) for pose in range(n)]
     chunks = [jobs[i:i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
     n_images = sum(n * num_versions(s) for s, n in counts.items())
 
@@ -292,12 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224, help="image size, pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--views", choices=VIEWS, default="upright", help="global rotations")
     parser.add_argument("--sheet", type=Path, help="also write a contact sheet PNG here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         stats = generate(args.out, args.n_train, args.n_eval, args.size, args.seed, args.workers,
-                         progress=not args.quiet)
+                         progress=not args.quiet, views=args.views)
     except ValueError as e:
         parser.error(str(e))
     if args.sheet:

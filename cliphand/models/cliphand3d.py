@@ -77,6 +77,10 @@ class CLIPHand3D(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
+        try:
+            hierarchy = hierarchy.subset(cfg.mesh.levels)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         self.hierarchy = hierarchy
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)

@@ -58,6 +58,29 @@ class MeshHierarchy:
             np.savez(f, **arrays)
         os.replace(tmp, path)
 
+    def subset(self, sizes: tuple[int, ...]) -> "MeshHierarchy":
+        """Only the levels of ``sizes`` (ending at 778), skipped levels' up-sampling composed.
+
+        ``(778,)`` is the direct regression ablation: one level blended from the 21 joints.
+        """
+        sizes = tuple(sizes)
+        if not sizes or sizes[-1] != NUM_VERTS or any(n not in self.sizes for n in sizes) \
+                or list(sizes) != sorted(set(sizes)):
+            raise ValueError(f"model.mesh.levels: an increasing subset of {self.sizes} ending at {NUM_VERTS}, got {sizes}")
+        keep = [self.sizes.index(n) for n in sizes]
+        upsample, previous = [], -1
+        for level in keep:
+            blend = self.upsample[level]
+            for skipped in range(level - 1, previous, -1):
+                blend = blend @ self.upsample[skipped]  # [n_level, n_skipped] @ [n_skipped, ...]
+            upsample.append(blend)
+            previous = level
+        return MeshHierarchy(
+            templates=[self.templates[i] for i in keep], upsample=upsample,
+            indices=[self.indices[i] for i in keep], joint_regressor=self.joint_regressor,
+            bone_ratios=self.bone_ratios, faces=self.faces,
+        )
+
     @classmethod
     def load(cls, path: Path) -> "MeshHierarchy":
         """Read a hierarchy written by ``save``."""

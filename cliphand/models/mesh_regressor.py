@@ -30,6 +30,9 @@ class MeshConfig:
     widths: tuple[int, ...] = (256, 128, 64, 32)
     layers: int = 2
     head_dim: int = 32
+    # Mesh levels used, a subset of the hierarchy's; (778,) regresses the mesh directly from the
+    # joints (the paper's "without coarse-to-fine" ablation) and then needs one width.
+    levels: tuple[int, ...] = (98, 195, 389, 778)
 
 
 def sample_features(fmap: Tensor, uv: Tensor) -> Tensor:

@@ -1,0 +1,98 @@
+"""The README's ablation table: each variant is a ``dvc exp run`` of the default pipeline.
+
+``python -m cliphand.ablation`` runs every variant with ``dvc exp run --temp`` (a temporary copy,
+so the workspace and its committed metrics are untouched; download and preprocess come from the
+DVC cache), reads each experiment's ``metrics/evaluate.json`` from the Git ref DVC commits it to,
+and writes ``metrics/ablation.json`` beside the full model's own row (the workspace's
+``metrics/evaluate.json``). ``python -m cliphand.report`` renders the table from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from cliphand.files import write_json
+
+# name → (what the row shows, the params ``dvc exp run -S`` sets)
+ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "no-contrastive": (
+        "without the contrastive loss", ("pretrain.loss.clip=0", "finetune.loss.clip=0"),
+    ),
+    "direct-778": (
+        "without coarse-to-fine (778 vertices regressed directly)",
+        ("model.mesh.levels=[778]", "model.mesh.widths=[32]"),
+    ),
+}
+METRICS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "auc_j_aligned", "f15_aligned")
+
+
+def command(name: str) -> list[str]:
+    """The ``dvc exp run`` command of one ablation."""
+    _, sets = ABLATIONS[name]
+    return ["dvc", "exp", "run", "--temp", "-n", name, *(a for s in sets for a in ("-S", s))]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def experiment_metrics(name: str, baseline: str, path: str = "metrics/evaluate.json") -> tuple[str, dict]:
+    """The commit of experiment ``name`` on ``baseline`` and its evaluation metrics."""
+    ref = f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}"
+    rev = _git("for-each-ref", "--format=%(objectname)", ref)
+    if not rev:
+        raise FileNotFoundError(f"{ref}: no experiment {name!r} on {baseline[:7]}; run `{shlex.join(command(name))}`")
+    return rev, json.loads(_git("show", f"{rev}:{path}"))
+
+
+def run(names: list[str]) -> None:
+    """Run the named ablations with ``dvc exp run --temp``, replacing earlier ones of the same name."""
+    for name in names:
+        subprocess.run(["dvc", "exp", "remove", name], capture_output=True)  # absent is fine
+        print(f"$ {shlex.join(command(name))}", flush=True)
+        subprocess.run(command(name), check=True)
+
+
+def table(names: list[str], metrics_dir: Path = Path("metrics")) -> dict:
+    """The full model's metrics and every ablation's, with the commands that produced them."""
+    baseline = _git("rev-parse", "HEAD")
+    full = json.loads((metrics_dir / "evaluate.json").read_text())["model"]
+    rows = [{"name": "full", "label": "full model", "command": "dvc repro", **{k: full[k] for k in METRICS}}]
+    for name in names:
+        rev, result = experiment_metrics(name, baseline)
+        rows.append({
+            "name": name, "label": ABLATIONS[name][0], "command": shlex.join(command(name)), "rev": rev,
+            **{k: result["model"][k] for k in METRICS},
+        })
+    return {"baseline": baseline, "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cliphand.ablation", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=list(ABLATIONS),
+                        help=f"ablations to run, of {', '.join(ABLATIONS)} (default: all)")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="only gather finished experiments into metrics/ablation.json")
+    parser.add_argument("--out", type=Path, default=Path("metrics/ablation.json"))
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(ABLATIONS))
+    if unknown:
+        parser.error(f"unknown ablation(s) {unknown}; known: {list(ABLATIONS)}")
+    try:
+        if not args.collect_only:
+            run(args.names)
+        write_json(args.out, table(list(ABLATIONS)))
+    except (FileNotFoundError, subprocess.CalledProcessError) as e:
+        print(f"ablation: {e}", file=sys.stderr)
+        return 1
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
