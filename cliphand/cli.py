@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run a verb; a user's mistake prints one line and exits 1 (``--debug`` for the traceback)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    # Model building and tokenizer notes are noise to a user: INFO only with --debug.
+    logging.basicConfig(level=logging.INFO if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args) or 0
     except (OSError, ValueError, KeyError, RuntimeError) as e:

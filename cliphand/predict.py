@@ -40,8 +40,15 @@ class InputError(ValueError):
     """An image, folder or model given by the user that cannot be used; the message names it."""
 
 
+_PIL_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def image_files(inputs: Sequence[Path | str]) -> list[Path]:
-    """The image files named by ``inputs`` (files, or folders read one level deep, sorted)."""
+    """The image files named by ``inputs`` (files, or folders read one level deep, sorted).
+
+    Every file's header is read here, so a file that is not an image stops the run before any
+    model is loaded.
+    """
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -53,6 +60,11 @@ def image_files(inputs: Sequence[Path | str]) -> list[Path]:
             files.append(item)
         else:
             raise InputError(f"{item}: no such file or folder")
+    for path in files:
+        try:
+            Image.open(path).close()  # the header only
+        except _PIL_ERRORS as e:
+            raise InputError(f"{path}: not a readable image ({e})") from None
     return files
 
 
@@ -61,7 +73,7 @@ def read_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except _PIL_ERRORS as e:
         raise InputError(f"{path}: not a readable image ({e})") from None
 
 

@@ -152,11 +152,14 @@ def test_side_view_puts_depth_to_the_right():
     assert len(cols) == 2 and cols[0] < 32 < cols[1]
 
 
-def test_image_files_and_their_errors(tmp_path):
-    (tmp_path / "b.png").write_bytes(b"")
-    (tmp_path / "a.JPG").write_bytes(b"")
+def test_image_files_and_their_errors(photo, tmp_path):
+    photo.save(tmp_path / "b.png")
+    photo.save(tmp_path / "a.JPG", format="JPEG")
     (tmp_path / "notes.txt").write_text("x")
     assert [p.name for p in image_files([tmp_path])] == ["a.JPG", "b.png"]
+    (tmp_path / "fake.png").write_text("not a png")
+    with pytest.raises(InputError, match="fake.png: not a readable image"):
+        image_files([tmp_path])
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="empty: no images"):
         image_files([tmp_path / "empty"])
