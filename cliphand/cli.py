@@ -56,10 +56,11 @@ def _data_download(args: argparse.Namespace) -> None:
 
 
 def _data_show(args: argparse.Namespace) -> None:
+    import torch
+
     from cliphand import viz
     from cliphand.data.freihand import FreiHAND
     from cliphand.geometry import project
-    import torch
 
     reader = FreiHAND(args.root, args.split, load_verts=False)
     if reader.xyz is None:

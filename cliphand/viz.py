@@ -143,7 +143,7 @@ def _labelled(image: Image.Image, text: str) -> Image.Image:
     out = image.copy()
     draw = ImageDraw.Draw(out)
     font = ImageFont.load_default(size=13)
-    left, top, right, bottom = draw.textbbox((4, 3), text, font=font)
+    _, _, right, bottom = draw.textbbox((4, 3), text, font=font)
     draw.rectangle([0, 0, right + 4, bottom + 3], fill=(30, 30, 30))
     draw.text((4, 3), text, fill=(255, 255, 255), font=font)
     return out

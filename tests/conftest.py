@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 
-from cliphand.models.cliphand3d import ModelConfig
 from cliphand.models.backbone import BackboneConfig
+from cliphand.models.cliphand3d import ModelConfig
 from cliphand.models.hierarchy import build_hierarchy
 from cliphand.models.mesh_regressor import MeshConfig
 from cliphand.text.encoder import TextConfig

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 import torch
+from conftest import tiny_config
 from PIL import Image
 
 from cliphand.cli import build_parser, main
@@ -17,7 +18,6 @@ from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.hierarchy import MeshHierarchy
 from cliphand.models.io import save_model
 from cliphand.predict import InputError
-from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")

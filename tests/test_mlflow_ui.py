@@ -31,7 +31,7 @@ def _chromium(url: str, profile: Path, *action: str) -> str:
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={profile}", "--window-size=1500,1300", "--virtual-time-budget=15000", *action, url],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True, text=True, timeout=180, check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout

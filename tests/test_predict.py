@@ -7,20 +7,35 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 from PIL import Image
 
 from cliphand import viz
-from cliphand.crop import Box, crop_box, crop_image, crop_matrix, default_intrinsics, parse_bbox, parse_intrinsics
+from cliphand.crop import (
+    Box,
+    crop_box,
+    crop_image,
+    crop_matrix,
+    default_intrinsics,
+    parse_bbox,
+    parse_intrinsics,
+)
 from cliphand.data import handmodel
 from cliphand.data.render import project
 from cliphand.data.synthetic import make_pose
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.io import save_model
 from cliphand.predict import (
-    InputError, Predictor, image_files, load_predictor, predict_files, predict_hand, read_image, write_prediction,
+    InputError,
+    Predictor,
+    image_files,
+    load_predictor,
+    predict_files,
+    predict_hand,
+    read_image,
+    write_prediction,
 )
 from cliphand.tracking import TrackingError
-from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
