@@ -85,9 +85,11 @@ def _prompts(args: argparse.Namespace) -> None:
     else:
         from cliphand.predict import load_predictor, predict_hand, read_image
 
-        photo = read_image(Path(args.sample)) if Path(args.sample).is_file() else None
-        if photo is None:
-            raise ValueError(f"{args.sample}: neither an image index nor an image file")
+        path = Path(args.sample)
+        if not path.is_file():
+            raise ValueError(f"{path}: neither an image index nor an image file")
+        photo = read_image(path)
+        _warn_without_box(args)
         xyz = predict_hand(load_predictor(args.model, args.tracking_uri), photo, args.bbox).joints
     for axis, prompt in zip(AXES, make_prompts(xyz, template=args.template)[0]):
         print(f"{axis}: {prompt}")
@@ -97,12 +99,16 @@ def _predict(args: argparse.Namespace) -> None:
     from cliphand.predict import image_files, load_predictor, predict_files
 
     files = image_files(args.images)
-    model = load_predictor(args.model, args.tracking_uri)
+    predictor = load_predictor(args.model, args.tracking_uri)
+    _warn_without_box(args)
+    for paths in predict_files(predictor, files, args.out, args.model, args.bbox, args.intrinsics):
+        print(" ".join(str(p) for p in paths.values()))
+
+
+def _warn_without_box(args: argparse.Namespace) -> None:
     if args.bbox is None:
         log.warning("no --bbox: cropping the centre square of each image; give --bbox x,y,w,h "
                     "when the hand does not fill it")
-    for paths in predict_files(model, files, args.out, args.model, args.bbox, args.intrinsics):
-        print(" ".join(str(p) for p in paths.values()))
 
 
 def _zeroshot(args: argparse.Namespace) -> None:
