@@ -1,4 +1,5 @@
-"""The ``cliphand`` command: data, prompts and the README report, with one-line errors."""
+"""The ``cliphand`` command: predictions, the zero-shot demo, prompts, data, presets and the README
+report, with one-line errors."""
 
 from __future__ import annotations
 
@@ -9,6 +10,37 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from cliphand.crop import parse_bbox, parse_intrinsics
+from cliphand.tracking import tracking_uri
+
+log = logging.getLogger("cliphand")
+DEFAULT_MODEL = "models/model.pt"  # what `dvc repro` writes
+
+
+def _checked(parse):
+    """An argparse ``type`` from a parser that raises ValueError: its message becomes the error."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _count(minimum: int):
+    """An argparse ``type``: an integer of at least ``minimum``."""
+
+    def count(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return _checked(count)
 
 
 def _data_generate(args: argparse.Namespace) -> None:
@@ -24,10 +56,11 @@ def _data_download(args: argparse.Namespace) -> None:
 
 
 def _data_show(args: argparse.Namespace) -> None:
+    import torch
+
     from cliphand import viz
     from cliphand.data.freihand import FreiHAND
     from cliphand.geometry import project
-    import torch
 
     reader = FreiHAND(args.root, args.split, load_verts=False)
     if reader.xyz is None:
@@ -40,15 +73,74 @@ def _data_show(args: argparse.Namespace) -> None:
 
 
 def _prompts(args: argparse.Namespace) -> None:
-    from cliphand.data.freihand import FreiHAND
     from cliphand.text.prompts import AXES, make_prompts
 
-    reader = FreiHAND(args.root, args.split, load_verts=False)
-    if reader.xyz is None:
-        raise ValueError(f"{args.root}: split {args.split!r} has no joint annotations")
-    pose = reader.pose_of(args.index)
-    for axis, prompt in zip(AXES, make_prompts(reader.xyz[pose], template=args.template)[0]):
+    if args.sample.isdigit():
+        from cliphand.data.freihand import FreiHAND
+
+        reader = FreiHAND(args.root, args.split, load_verts=False)
+        if reader.xyz is None:
+            raise ValueError(f"{args.root}: split {args.split!r} has no joint annotations")
+        xyz = reader.xyz[reader.pose_of(int(args.sample))]
+    else:
+        from cliphand.predict import load_predictor, predict_hand, read_image
+
+        path = Path(args.sample)
+        if not path.is_file():
+            raise ValueError(f"{path}: neither an image index nor an image file")
+        photo = read_image(path)
+        _warn_without_box(args)
+        xyz = predict_hand(load_predictor(args.model, args.tracking_uri), photo, args.bbox).joints
+    for axis, prompt in zip(AXES, make_prompts(xyz, template=args.template)[0]):
         print(f"{axis}: {prompt}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from cliphand.predict import image_files, load_predictor, predict_files
+
+    files = image_files(args.images)
+    predictor = load_predictor(args.model, args.tracking_uri)
+    _warn_without_box(args)
+    for paths in predict_files(predictor, files, args.out, args.model, args.bbox, args.intrinsics):
+        print(" ".join(str(p) for p in paths.values()))
+
+
+def _warn_without_box(args: argparse.Namespace) -> None:
+    if args.bbox is None:
+        log.warning("no --bbox: cropping the centre square of each image; give --bbox x,y,w,h "
+                    "when the hand does not fill it")
+
+
+def _zeroshot(args: argparse.Namespace) -> None:
+    import torch
+    from torch.utils.data import Subset
+
+    from cliphand import plots, zeroshot
+    from cliphand.data.dataset import HandDataset
+    from cliphand.inference import predict_dataset
+    from cliphand.predict import load_model_file
+
+    model = load_model_file(args.model)
+    if model.text is None:
+        raise ValueError(f"{args.model}: this model has no text encoder, which zero-shot retrieval needs")
+    dataset = HandDataset(args.data, "eval", model.cfg.depth_range, args.template)
+    if not dataset.has_targets:
+        raise ValueError(f"{args.data}/eval.npz: no joint annotations, so no prompts to retrieve")
+    if dataset.size != model.cfg.image_size:
+        raise ValueError(f"{args.data}: images of {dataset.size} px, but the model reads {model.cfg.image_size} px")
+    n, i = args.batch_size, args.index
+    if n > len(dataset):
+        raise ValueError(f"--batch-size {n}: the evaluation split has only {len(dataset)} images")
+    if i >= n:
+        raise ValueError(f"--index {i}: must be below --batch-size {n}")
+    pred = predict_dataset(model, Subset(dataset, range(n)), n, torch.device("cpu"), with_mesh=False, desc="zeroshot")
+    probs = [
+        zeroshot.batch_probabilities(pred["pose_feats"][a], pred["text_feats"][a], float(pred["logit_scales"][a]), n)
+        for a in range(3)
+    ]
+    shown = ", ".join(f"{axis}: {p[i, i]:.2%}" for axis, p in zip("xyz", probs))
+    print(f"batch size = {n}, id = {i}, p(own prompt | image): {shown} (chance {1 / n:.2%})")
+    print(plots.zeroshot_figure(dataset.images[i], probs, pred["prompts"], i, args.out))
 
 
 def _preset(args: argparse.Namespace) -> None:
@@ -63,6 +155,15 @@ def _report(args: argparse.Namespace) -> int:
     return report(["--check"] if args.check else [])
 
 
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="a model file, or an MLflow registry URI such as models:/cliphand3d/latest")
+    parser.add_argument("--tracking-uri", default=tracking_uri(),
+                        help="the MLflow store for models:/ URIs ($MLFLOW_TRACKING_URI when set)")
+    parser.add_argument("--bbox", type=_checked(parse_bbox), metavar="X,Y,W,H",
+                        help="the hand's box in pixels of the image; none: the centre square, with a warning")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb (``--help`` shows defaults)."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -73,33 +174,55 @@ def build_parser() -> argparse.ArgumentParser:
     data = verbs.add_parser("data", help="generate, download or look at datasets", formatter_class=fmt)
     data_verbs = data.add_subparsers(dest="data_verb", required=True)
     gen = data_verbs.add_parser("generate", help="synthetic hands in FreiHAND's layout", formatter_class=fmt)
-    gen.add_argument("--out", type=Path, default=Path("data/raw"))
+    gen.add_argument("--out", type=Path, default=Path("data/raw"), help="dataset root")
     gen.add_argument("--n-train", type=int, default=1000, help="training poses (4 images each)")
     gen.add_argument("--n-eval", type=int, default=250, help="evaluation poses")
     gen.add_argument("--size", type=int, default=224, help="image size in pixels")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--workers", type=int, default=2)
+    gen.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same images")
+    gen.add_argument("--workers", type=int, default=2, help="processes")
     gen.set_defaults(func=_data_generate)
     dl = data_verbs.add_parser("download", help="fetch FreiHAND (about 4.4 GB)", formatter_class=fmt)
-    dl.add_argument("--out", type=Path, default=Path("data/raw"))
+    dl.add_argument("--out", type=Path, default=Path("data/raw"), help="dataset root")
     dl.set_defaults(func=_data_download)
     show = data_verbs.add_parser("show", help="a contact sheet with skeletons", formatter_class=fmt)
-    show.add_argument("--root", type=Path, default=Path("data/raw"))
-    show.add_argument("--split", default="training", choices=("training", "evaluation"))
-    show.add_argument("--n", type=int, default=16, help="number of images")
-    show.add_argument("--out", type=Path, default=Path("contact_sheet.png"))
+    show.add_argument("--root", type=Path, default=Path("data/raw"), help="dataset root")
+    show.add_argument("--split", default="training", choices=("training", "evaluation"), help="split to show")
+    show.add_argument("--n", type=_count(1), default=16, help="number of images")
+    show.add_argument("--out", type=Path, default=Path("contact_sheet.png"), help="PNG to write")
     show.set_defaults(func=_data_show)
 
-    prompts = verbs.add_parser("prompts", help="the x, y and z prompts of a sample", formatter_class=fmt)
-    prompts.add_argument("index", type=int, help="image index in the split")
-    prompts.add_argument("--root", type=Path, default=Path("data/raw"))
-    prompts.add_argument("--split", default="training", choices=("training", "evaluation"))
-    prompts.add_argument("--template", default="hand_joints")
+    predict = verbs.add_parser("predict", help="3D joints, mesh and a figure for each image", formatter_class=fmt)
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files, or folders of images")
+    _model_arguments(predict)
+    predict.add_argument("--out", type=Path, default=Path("predictions"), help="folder for <image>.json/.ply/.png")
+    predict.add_argument("--intrinsics", type=_checked(parse_intrinsics), metavar="FX,FY,CX,CY",
+                         help="the camera's intrinsics in pixels of the image; none: FreiHAND-like, depth approximate")
+    predict.set_defaults(func=_predict)
+
+    zs = verbs.add_parser("zeroshot", help="one evaluation image against N prompts per axis (the seed's demo)",
+                          formatter_class=fmt)
+    zs.add_argument("--batch-size", type=_count(2), default=16, help="N: the first N evaluation images and their prompts")
+    zs.add_argument("--index", type=_count(0), default=5, help="the image of the batch to show")
+    zs.add_argument("--model", default=DEFAULT_MODEL, help="a model file with its text encoder")
+    zs.add_argument("--data", type=Path, default=Path("data/processed"), help="the preprocessed evaluation split")
+    zs.add_argument("--template", default="hand_joints", help="the prompt template the model was trained with")
+    zs.add_argument("--out", type=Path, default=Path("zeroshot.png"), help="PNG to write")
+    zs.set_defaults(func=_zeroshot)
+
+    prompts = verbs.add_parser("prompts", help="the x, y and z prompts of a sample or of a prediction",
+                               formatter_class=fmt)
+    prompts.add_argument("sample", metavar="INDEX_OR_IMAGE",
+                         help="an image index of the split (its annotated joints), or an image file (the joints "
+                              "the model predicts for it)")
+    prompts.add_argument("--root", type=Path, default=Path("data/raw"), help="dataset root, for an index")
+    prompts.add_argument("--split", default="training", choices=("training", "evaluation"), help="split, for an index")
+    prompts.add_argument("--template", default="hand_joints", help="prompt template (cliphand/text/prompts.py)")
+    _model_arguments(prompts)
     prompts.set_defaults(func=_prompts)
 
     preset = verbs.add_parser("preset", help="merge presets/NAME.yaml into params.yaml", formatter_class=fmt)
     preset.add_argument("name", help="e.g. paper")
-    preset.add_argument("--params", type=Path, default=Path("params.yaml"))
+    preset.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file to rewrite")
     preset.set_defaults(func=_preset)
 
     report = verbs.add_parser("report", help="render the README's tables from metrics/", formatter_class=fmt)
@@ -111,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run a verb; a user's mistake prints one line and exits 1 (``--debug`` for the traceback)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    # Model building and tokenizer notes are noise to a user: INFO only with --debug.
+    logging.basicConfig(level=logging.INFO if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args) or 0
     except (OSError, ValueError, KeyError, RuntimeError) as e:

@@ -73,13 +73,16 @@ class ZeroShotConfig:
 
 @dataclass
 class EvaluateConfig:
-    """Inference batch size of the evaluation stage."""
+    """Inference batch size of the evaluation stage, and the image of docs/prediction.png."""
 
     batch_size: int = 64
+    figure_index: int = 1
 
     def validate(self, prefix: str = "evaluate") -> None:
         if self.batch_size < 1:
             raise ConfigError(f"{prefix}.batch_size: must be >= 1, got {self.batch_size}")
+        if self.figure_index < 0:
+            raise ConfigError(f"{prefix}.figure_index: must be >= 0, got {self.figure_index}")
 
 
 @dataclass

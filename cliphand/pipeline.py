@@ -2,7 +2,8 @@
 
 Paths are fixed here and mirrored in dvc.yaml: ``data/`` (raw and processed data), ``models/``
 (model files), ``metrics/`` (DVC metrics), ``plots/`` (DVC plots data and figures) and
-``checkpoints/`` (resume state of a training stage, removed once the stage completes).
+``checkpoints/`` (resume state of a training stage, removed once the stage completes) and
+``docs/`` (the README's prediction figure).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cliphand import metrics, plots, tracking, zeroshot
+from cliphand import metrics, plots, tracking, viz, zeroshot
 from cliphand.data.dataset import HandDataset
 from cliphand.files import write_csv, write_json
 from cliphand.inference import predict_dataset
@@ -24,6 +25,7 @@ from cliphand.models.hierarchy import MeshHierarchy
 from cliphand.models.io import load_model, save_model
 from cliphand.params import Params
 from cliphand.checkpoint import load_checkpoint, load_model_state
+from cliphand.config import ConfigError
 from cliphand.training.trainer import resolve_device, train_phase
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ MODELS = Path("models")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 CHECKPOINTS = Path("checkpoints")
+DOCS = Path("docs")
 MODEL_FILES = {"pretrain": "pretrain.pt", "finetune": "model.pt"}
 
 
@@ -168,6 +171,9 @@ def evaluate(params: Params, raw: dict) -> dict:
     dataset = _eval_set(params)
     if not dataset.has_targets:
         raise RuntimeError(f"{PROCESSED}/eval.npz has no xyz/verts: fetch the evaluation annotations first")
+    example = params.evaluate.figure_index
+    if example >= len(dataset):
+        raise ConfigError(f"evaluate.figure_index: {example} is past the {len(dataset)} evaluation images")
     with tracking.stage_run("evaluate", _sections(raw, "evaluate")) as run:
         pred = predict_dataset(model, dataset, params.evaluate.batch_size, device, with_text=False, desc="evaluate")
         gt_xyz, gt_verts = dataset.ann["xyz"], dataset.ann["verts"].astype(np.float64)
@@ -189,8 +195,16 @@ def evaluate(params: Params, raw: dict) -> dict:
         ]
         write_csv(PLOTS / "pck.csv", pck)
         figure = plots.pck_figure(pck, PLOTS / "pck.png")
+        # The README's picture, drawn as `cliphand predict` draws, beside the truth through the same code.
+        rows = [
+            viz.prediction_panels(dataset.images[example], dataset.ann["K"][example], joints, verts,
+                                  model.hierarchy.faces, title=who)
+            for who, joints, verts in (("prediction", pred["joints_cam"][example], pred["verts_cam"][example]),
+                                       ("truth", gt_xyz[example], gt_verts[example]))
+        ]
+        picture = viz.save_png(viz.stack_rows(rows), DOCS / "prediction.png")
         _log_final(run, {f"{who}_{k}": v for who, r in result.items() for k, v in r.items()})
-        mlflow_log_artifacts(figure)
+        mlflow_log_artifacts(figure, picture)
     return result
 
 

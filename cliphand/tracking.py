@@ -105,6 +105,7 @@ def log_model(model: Any, dataset: Any, registered_name: str = REGISTERED_MODEL)
     from mlflow.models import infer_signature
 
     from cliphand.models.export import InferenceModel
+    from cliphand.predict import Predictor
 
     wrapped = InferenceModel(model)
     example = torch.stack([dataset[i]["image"] for i in range(min(2, len(dataset)))]).numpy()
@@ -116,4 +117,5 @@ def log_model(model: Any, dataset: Any, registered_name: str = REGISTERED_MODEL)
         input_example=example,
         signature=infer_signature(example, output),
         registered_model_name=registered_name,
+        metadata=Predictor.from_model(model).metadata(),  # what lifting the output to camera space needs
     )

@@ -1,13 +1,23 @@
-"""Shared fixtures: tiny, seeded configurations so the suite runs in minutes on 2 CPU cores."""
+"""Shared fixtures: tiny, seeded configurations so the suite runs in minutes on 2 CPU cores, and
+(for the slow end-to-end tests) a real MLflow server with one tiny `dvc repro` logged to it."""
 
 from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from cliphand.models.cliphand3d import ModelConfig
 from cliphand.models.backbone import BackboneConfig
+from cliphand.models.cliphand3d import ModelConfig
 from cliphand.models.hierarchy import build_hierarchy
 from cliphand.models.mesh_regressor import MeshConfig
 from cliphand.text.encoder import TextConfig
@@ -45,3 +55,77 @@ def tiny_config(**overrides) -> ModelConfig:
     for k, v in overrides.items():
         setattr(cfg, k, v)
     return cfg
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# The pipeline's params at a size that reproduces in a few CPU-minutes.
+TINY = {
+    "data": {"synthetic": {"n_train": 40, "n_eval": 40, "image_size": 128, "workers": 1}},
+    "preprocess": {"image_size": 64, "workers": 1},
+    "model": {
+        "image_size": 64, "embed_dim": 64, "pose_width": 32, "joint_dim": 8,
+        "mesh": {"widths": [32, 16, 16, 8], "layers": 1, "head_dim": 8},
+        "text": {"embed_dim": 64, "width": 64, "layers": 1, "heads": 2, "adapter_layers": 1, "adapter_heads": 2},
+    },
+    "pretrain": {"epochs": 2, "batch_size": 8, "warmup_steps": 2},
+    "finetune": {"epochs": 1, "batch_size": 8, "warmup_steps": 2},
+    "zeroshot": {"batch_sizes": [8, 16], "figure_batch_size": 8, "figure_index": 2},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 with a SQLite store in a temp dir."""
+    home = tmp_path_factory.mktemp("mlflow")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", str(home / "artifacts"),
+         "--workers", "1"],
+        stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(uri + "/health", timeout=2)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"mlflow server did not start: {(home / 'server.log').read_text()[-2000:]}")
+            time.sleep(1)
+    yield uri
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _merge(base: dict, overlay: dict) -> dict:
+    out = dict(base)
+    for k, v in overlay.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory, mlflow_server):
+    """A clone of this repository with tiny params, reproduced once against the server."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout")
+    clone = tmp_path_factory.mktemp("e2e") / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    (clone / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
+    for cmd in (["git", "config", "user.email", "ci@example.com"], ["git", "config", "user.name", "ci"],
+                ["git", "commit", "-qam", "tiny params"]):
+        subprocess.run(cmd, cwd=clone, check=True)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "PYTHONPATH": str(clone)}
+    result = subprocess.run(["dvc", "repro"], cwd=clone, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return clone, env

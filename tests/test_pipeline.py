@@ -1,4 +1,7 @@
-"""End to end: a tiny `dvc repro` against a real MLflow server on loopback, then `dvc exp run`."""
+"""End to end: a tiny `dvc repro` against a real MLflow server on loopback, then `dvc exp run`.
+
+The server and the reproduced clone are the session fixtures ``mlflow_server`` and ``repo`` of
+conftest.py, shared with the MLflow UI test."""
 
 from __future__ import annotations
 
@@ -8,84 +11,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {
-    "data": {"synthetic": {"n_train": 40, "n_eval": 40, "image_size": 128, "workers": 1}},
-    "preprocess": {"image_size": 64, "workers": 1},
-    "model": {
-        "image_size": 64, "embed_dim": 64, "pose_width": 32, "joint_dim": 8,
-        "mesh": {"widths": [32, 16, 16, 8], "layers": 1, "head_dim": 8},
-        "text": {"embed_dim": 64, "width": 64, "layers": 1, "heads": 2, "adapter_layers": 1, "adapter_heads": 2},
-    },
-    "pretrain": {"epochs": 2, "batch_size": 8, "warmup_steps": 2},
-    "finetune": {"epochs": 1, "batch_size": 8, "warmup_steps": 2},
-    "zeroshot": {"batch_sizes": [8, 16], "figure_batch_size": 8, "figure_index": 2},
-}
 STAGES = ("download", "preprocess", "pretrain", "finetune", "zeroshot", "evaluate")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on 127.0.0.1 with a SQLite store in a temp dir."""
-    home = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", str(home / "artifacts"),
-         "--workers", "1"],
-        stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(uri + "/health", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"mlflow server did not start: {(home / 'server.log').read_text()[-2000:]}")
-            time.sleep(1)
-    yield uri
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-def _merge(base: dict, overlay: dict) -> dict:
-    out = dict(base)
-    for k, v in overlay.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, mlflow_server):
-    """A clone of this repository with tiny params, reproduced once against the server."""
-    if not (ROOT / ".git").exists():
-        pytest.skip("needs a git checkout")
-    clone = tmp_path_factory.mktemp("e2e") / "repo"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    params = yaml.safe_load((clone / "params.yaml").read_text())
-    (clone / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
-    for cmd in (["git", "config", "user.email", "ci@example.com"], ["git", "config", "user.name", "ci"],
-                ["git", "commit", "-qam", "tiny params"]):
-        subprocess.run(cmd, cwd=clone, check=True)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "PYTHONPATH": str(clone)}
-    result = subprocess.run(["dvc", "repro"], cwd=clone, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return clone, env
 
 
 @pytest.mark.slow
@@ -118,6 +49,7 @@ def test_server_has_runs_params_metrics_tags_and_the_registered_model(repo, mlfl
     assert "val_pa_mpjpe_mm" in pretrain.data.metrics
     assert len(client.get_metric_history(pretrain.info.run_id, "train_loss_total")) == 2  # per epoch
     assert by_stage["evaluate"].data.metrics["model_pa_mpjpe_mm"] > 0
+    assert {"pck.png", "prediction.png"} <= {a.path for a in client.list_artifacts(by_stage["evaluate"].info.run_id)}
     versions = client.search_model_versions("name='cliphand3d'")
     assert versions
     mlflow.set_tracking_uri(mlflow_server)
