@@ -46,7 +46,7 @@ from cliphand.skeleton import SCALE_BONE
 
 FOCAL_RANGE = (450.0, 650.0)  # pixels at 224 px, as in FreiHAND
 PRINCIPAL_JITTER = 0.05  # of the image size
-FILL_RANGE = (0.4, 0.8)  # projected hand bounding box side / image size
+FILL_RANGE = (0.6, 0.9)  # projected hand bounding box side / image size: a tight crop
 MARGIN = 0.03  # of the image size, between the hand and the image border
 MIN_DEPTH = 0.25  # meters, of the hand's bounding-box centre
 JPEG_QUALITY = 90
