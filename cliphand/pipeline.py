@@ -26,7 +26,7 @@ from cliphand.models.io import load_model, save_model
 from cliphand.params import Params
 from cliphand.checkpoint import load_checkpoint, load_model_state
 from cliphand.training import distributed
-from cliphand.training.trainer import resolve_device, train_phase
+from cliphand.training.trainer import resolve_device, seed_everything, train_phase
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def train(params: Params, raw: dict, phase: str) -> dict:
         return json.loads((METRICS / f"{phase}.json").read_text())
     with distributed.process_group(cfg.device) as world:
         hierarchy = MeshHierarchy.load(PROCESSED / "hierarchy.npz")
+        seed_everything(cfg.seed)  # the initial weights too: a seeded run reproduces its metrics
         model = CLIPHand3D(params.model, hierarchy)
         if phase == "finetune":
             source = MODELS / "pretrain.pt"

@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -148,15 +149,18 @@ def test_a_stage_killed_mid_epoch_resumes_into_the_same_metrics_and_mlflow_run(p
 
     killed, env = stage_dir(tmp_path / "killed", processed_hands, nproc)
     checkpoint = killed / "checkpoints" / "pretrain.pt"
-    # Its own session, so SIGKILL reaches torchrun's workers too, as when a machine dies.
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "stages" / "pretrain.py")], cwd=killed, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 600
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
+    # The whole tree, as when the machine dies: torchrun puts its workers in sessions of their own.
+    tree = [proc.pid, *(p.pid for p in psutil.Process(proc.pid).children(recursive=True))]
+    for pid in tree:
+        os.kill(pid, signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(pid) for pid in tree if psutil.pid_exists(pid)], timeout=60)
     proc.wait()
     state = load_checkpoint(checkpoint)
     step, run_id = state["step"], state["run"]["mlflow_run_id"]
@@ -164,7 +168,9 @@ def test_a_stage_killed_mid_epoch_resumes_into_the_same_metrics_and_mlflow_run(p
     assert not (killed / "metrics" / "pretrain.json").exists()
 
     result = run_stage(killed, env)
-    assert f"pretrain: resuming from checkpoints/pretrain.pt at epoch 0, step {step}" in result.stderr
+    resumes = [line for line in result.stderr.splitlines() if "resuming" in line]
+    assert len(resumes) == nproc, result.stderr[-3000:]
+    assert all(f"pretrain: resuming from checkpoints/pretrain.pt at epoch 0, step {step}" in line for line in resumes)
     expected = yaml.safe_load((whole / "metrics" / "pretrain.json").read_text())
     resumed = yaml.safe_load((killed / "metrics" / "pretrain.json").read_text())
     assert resumed == pytest.approx(expected, rel=1e-6)
