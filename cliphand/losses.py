@@ -7,8 +7,9 @@ Contrastive pose–text alignment (CLIP-style, one per axis x/y/z):
   `prompt_ids` the targets are multi-positive: uniform over every column with the sample's text.
   Without duplicates this is exactly CLIP's loss.
 * `gather_features`: under torch.distributed the loss runs over the features of all ranks, with
-  gradients through the local ones only (open_clip's ClipLoss with ``local_loss=False,
-  gather_with_grad=False``).
+  gradients through the local ones only, scaled by the world size so that DDP's mean over ranks
+  gives the full-batch gradient (the result of open_clip's ClipLoss with ``local_loss=False,
+  gather_with_grad=True``, without its extra backward communication).
 * `LogitScale`: the learnable temperature.
 * `prompt_ids`: ids that are equal exactly for equal prompt texts, on every rank.
 
@@ -40,18 +41,35 @@ def _distributed_world() -> tuple[int, int]:
     return 0, 1
 
 
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by ``factor``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, factor: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return grad * ctx.factor, None
+
+
 def gather_features(x: torch.Tensor) -> torch.Tensor:
     """Concatenate `x` [B, ...] of all ranks in rank order → [world * B, ...].
 
     Identity when not distributed. Only this rank's slice keeps its autograd history; the others
-    are constants. Every rank must pass the same shape.
+    are constants. Every rank then computes the same full-batch loss, but each back-propagates
+    through its own samples only and DDP averages the parameter gradients over ranks, so the local
+    slice's gradient is multiplied by the world size: the average of the ranks' gradients is then
+    the full-batch gradient (what an all-gather with gradients would give, summing every rank's
+    gradient of this slice). Every rank must pass the same shape.
     """
     rank, world = _distributed_world()
     if world == 1:
         return x
     parts = [torch.empty_like(x) for _ in range(world)]
     dist.all_gather(parts, x.detach().contiguous())
-    parts[rank] = x
+    parts[rank] = _ScaleGrad.apply(x, float(world)) if x.requires_grad else x
     return torch.cat(parts, dim=0)
 
 

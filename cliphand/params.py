@@ -9,7 +9,7 @@ from cliphand.config import ConfigError, from_dict, load_params
 from cliphand.data.preprocess import PreprocessConfig
 from cliphand.models.cliphand3d import ModelConfig
 from cliphand.text.prompts import TEMPLATES
-from cliphand.training.config import TrainConfig
+from cliphand.training.config import LaunchConfig, TrainConfig
 
 SOURCES = ("synthetic", "freihand")
 
@@ -93,6 +93,7 @@ class Params:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
+    train: LaunchConfig = field(default_factory=LaunchConfig)
     pretrain: TrainConfig = field(default_factory=TrainConfig)
     finetune: TrainConfig = field(default_factory=TrainConfig)
     zeroshot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
@@ -102,6 +103,8 @@ class Params:
     def validate(self, prefix: str = "") -> None:
         self.pretrain.validate("pretrain")
         self.finetune.validate("finetune")
+        for phase in ("pretrain", "finetune"):
+            getattr(self, phase).micro_batch(self.train.nproc, phase)  # the batch splits over train.nproc
         if self.preprocess.image_size != self.model.image_size:
             raise ConfigError(
                 f"preprocess.image_size: {self.preprocess.image_size} differs from model.image_size "

@@ -8,6 +8,7 @@ Paths are fixed here and mirrored in dvc.yaml: ``data/`` (raw and processed data
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -26,7 +27,8 @@ from cliphand.models.io import load_model, save_model
 from cliphand.params import Params
 from cliphand.checkpoint import load_checkpoint, load_model_state
 from cliphand.config import ConfigError
-from cliphand.training.trainer import resolve_device, train_phase
+from cliphand.training import distributed
+from cliphand.training.trainer import resolve_device, seed_everything, train_phase
 
 log = logging.getLogger(__name__)
 
@@ -81,36 +83,48 @@ def _datasets(params: Params) -> tuple[HandDataset, HandDataset]:
 
 
 def train(params: Params, raw: dict, phase: str) -> dict:
-    """Contrastive pretraining or fine-tuning; resumes from ``checkpoints/<phase>.pt`` after a kill."""
-    cfg = getattr(params, phase)
-    hierarchy = MeshHierarchy.load(PROCESSED / "hierarchy.npz")
-    model = CLIPHand3D(params.model, hierarchy)
-    if phase == "finetune":
-        source = MODELS / "pretrain.pt"
-        load_model_state(model, load_checkpoint(source)["model"], source)
-    train_set, val_set = _datasets(params)
-    checkpoint = CHECKPOINTS / f"{phase}.pt"
-    run_id = load_checkpoint(checkpoint).get("run", {}).get("mlflow_run_id") if checkpoint.is_file() else None
-    logged = _sections(raw, "model", "prompts", phase)
-    with tracking.stage_run(phase, logged, run_id=run_id) as run:
-        import mlflow
+    """Contrastive pretraining or fine-tuning; resumes from ``checkpoints/<phase>.pt`` after a kill.
 
-        if run_id is None:
-            mlflow.log_params({f"n_params.{k}": v for k, v in count_parameters(model).items()})
-        result = train_phase(
-            model, cfg, phase, train_set, val_set, checkpoint,
-            on_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
-            run_info={"mlflow_run_id": run.info.run_id},
-        )
-        model.cpu()
-        save_model(model, MODELS / MODEL_FILES[phase])
-        write_json(METRICS / f"{phase}.json", result.final)
-        write_csv(PLOTS / f"{phase}.csv", result.history)
-        figure = plots.training_curves(result.history, PLOTS / f"{phase}_curves.png", title=phase)
-        mlflow.log_artifact(str(figure))
+    With ``train.nproc`` above 1 and no launcher around, the stage runs itself again under
+    torchrun and returns the metrics its rank 0 wrote; under torchrun every process trains and
+    rank 0 alone logs to MLflow and writes the model, metrics, plots and checkpoints.
+    """
+    cfg = getattr(params, phase)
+    if params.train.nproc > 1 and not distributed.launched():
+        distributed.relaunch(params.train.nproc)
+        return json.loads((METRICS / f"{phase}.json").read_text())
+    with distributed.process_group(cfg.device) as world:
+        hierarchy = MeshHierarchy.load(PROCESSED / "hierarchy.npz")
+        seed_everything(cfg.seed)  # the initial weights too: a seeded run reproduces its metrics
+        model = CLIPHand3D(params.model, hierarchy)
         if phase == "finetune":
-            tracking.log_model(model, val_set)
-    checkpoint.unlink(missing_ok=True)
+            source = MODELS / "pretrain.pt"
+            load_model_state(model, load_checkpoint(source)["model"], source)
+        train_set, val_set = _datasets(params)
+        checkpoint = CHECKPOINTS / f"{phase}.pt"
+        run_id = load_checkpoint(checkpoint).get("run", {}).get("mlflow_run_id") if checkpoint.is_file() else None
+        if not world.is_main:
+            return train_phase(model, cfg, phase, train_set, val_set, checkpoint).final
+        logged = _sections(raw, "model", "prompts", "train", phase)
+        with tracking.stage_run(phase, logged, run_id=run_id) as run:
+            import mlflow
+
+            if run_id is None:
+                mlflow.log_params({f"n_params.{k}": v for k, v in count_parameters(model).items()})
+            result = train_phase(
+                model, cfg, phase, train_set, val_set, checkpoint,
+                on_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
+                run_info={"mlflow_run_id": run.info.run_id},
+            )
+            model.cpu()
+            save_model(model, MODELS / MODEL_FILES[phase])
+            write_json(METRICS / f"{phase}.json", result.final)
+            write_csv(PLOTS / f"{phase}.csv", result.history)
+            figure = plots.training_curves(result.history, PLOTS / f"{phase}_curves.png", title=phase)
+            mlflow.log_artifact(str(figure))
+            if phase == "finetune":
+                tracking.log_model(model, val_set)
+        checkpoint.unlink(missing_ok=True)
     return result.final
 
 

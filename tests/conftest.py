@@ -16,6 +16,8 @@ import pytest
 import torch
 import yaml
 
+from cliphand.data.preprocess import PreprocessConfig, preprocess
+from cliphand.data.synthetic import generate
 from cliphand.models.backbone import BackboneConfig
 from cliphand.models.cliphand3d import ModelConfig
 from cliphand.models.hierarchy import build_hierarchy
@@ -40,6 +42,15 @@ def random_hands(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndar
 def hierarchy():
     xyz, verts, scale = random_hands(16)
     return build_hierarchy(verts, xyz, scale)
+
+
+@pytest.fixture(scope="session")
+def processed_hands(tmp_path_factory):
+    """A preprocessed synthetic set at 64 px: 24 training images (6 poses x 4 backgrounds), 3 validation."""
+    root = tmp_path_factory.mktemp("hands")
+    generate(root / "raw", n_train=9, n_eval=2, image_size=128, seed=7, workers=1, progress=False)
+    preprocess(root / "raw", root / "processed", PreprocessConfig(image_size=64, val_fraction=0.34, workers=1))
+    return root / "processed"
 
 
 def tiny_config(**overrides) -> ModelConfig:

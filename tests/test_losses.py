@@ -127,14 +127,15 @@ def _ddp_worker(rank: int, port: int, pose: torch.Tensor, text: torch.Tensor, pr
         assert torch.equal(gathered.detach(), pose)
         weights = torch.arange(pose.numel(), dtype=pose.dtype).view_as(pose)
         (gathered * weights).sum().backward()
-        assert torch.equal(x.grad, weights[local])  # its own slot only, once
+        assert torch.equal(x.grad, WORLD * weights[local])  # its own slot only, times the world: DDP averages
 
         x = pose[local].clone().requires_grad_(True)
         scale = torch.tensor(1 / 0.07, dtype=pose.dtype)
         loss = clip_loss(x, text[local], scale, prompt_ids(prompts[local]))
         loss.backward()
         assert torch.allclose(loss, full_loss, rtol=0, atol=1e-12)
-        assert torch.allclose(x.grad, full_pose_grad[local], rtol=0, atol=1e-12)
+        # Every rank's loss is the full batch's; DDP's mean over ranks undoes the factor WORLD.
+        assert torch.allclose(x.grad, WORLD * full_pose_grad[local], rtol=0, atol=1e-12)
     finally:
         dist.destroy_process_group()
 

@@ -3,6 +3,9 @@
 A phase trains for ``epochs`` over a dataset, validates after each epoch, reports metrics through
 a callback (the stages log them to MLflow; training never imports the tracker) and checkpoints
 atomically every ``checkpoint_every`` steps and every epoch, so a killed run resumes where it was.
+It runs the same on one process or on every process of a torchrun world
+(``cliphand.training.distributed``): DDP, a sampler dealing one global batch order, losses
+averaged over the processes, and rank 0 alone validating, reporting and checkpointing.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -25,25 +30,21 @@ from cliphand.inference import predict_dataset
 from cliphand.losses import prompt_ids
 from cliphand.models.cliphand3d import CLIPHand3D, HandOutput
 from cliphand.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
+from cliphand.training import distributed
 from cliphand.training.config import TrainConfig
+from cliphand.training.distributed import World, resolve_device
 
 log = logging.getLogger(__name__)
 
 PHASES = ("pretrain", "finetune")
 MetricsCallback = Callable[[dict[str, float], int], None]
+# TrainConfig fields that change how a phase runs, not what it computes: free to differ on resume.
+RESUME_FREE = ("device", "workers", "checkpoint_every")
+CHECKPOINT_KEYS = ("phase", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "history", "rng", "resume_key")
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -88,6 +89,19 @@ def compute_losses(
     return terms
 
 
+class TrainingObjective(nn.Module):
+    """The model and its losses as one module, so DDP sees every parameter used in its forward."""
+
+    def __init__(self, model: CLIPHand3D, cfg: TrainConfig, with_mesh: bool) -> None:
+        super().__init__()
+        self.model, self.cfg, self.with_mesh = model, cfg, with_mesh
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Every weighted loss term of ``batch`` (scalars), with their sum under ``total``."""
+        out = self.model(batch["image"], with_mesh=self.with_mesh)
+        return compute_losses(self.model, out, batch, self.cfg, self.with_mesh)
+
+
 def validate(model: CLIPHand3D, dataset: HandDataset, cfg: TrainConfig, device: torch.device, with_mesh: bool) -> dict[str, float]:
     """Validation metrics: FreiHAND-protocol errors and contrastive top-1 at the training batch."""
     pred = predict_dataset(model, dataset, cfg.batch_size, device, with_mesh=with_mesh, desc="validate")
@@ -108,6 +122,45 @@ def validate(model: CLIPHand3D, dataset: HandDataset, cfg: TrainConfig, device: 
     return out
 
 
+def resume_key(cfg: TrainConfig, world: World, train_samples: int) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed: the phase's maths, process count, data size."""
+    key = {k: v for k, v in asdict(cfg).items() if k not in RESUME_FREE and k != "loss"}
+    key.update({f"loss.{k}": v for k, v in asdict(cfg.loss).items()})
+    key.update(processes=world.size, train_samples=train_samples)
+    return key
+
+
+def check_resumable(state: dict[str, Any], phase: str, expected: dict[str, Any], path: Path) -> None:
+    """A CheckpointError naming ``path`` and the mismatch unless ``state`` can resume this run."""
+    fresh = f"delete {path} to start fresh"
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint (missing {', '.join(missing)}); {fresh}")
+    if state["phase"] != phase:
+        raise CheckpointError(f"{path}: holds phase {state['phase']!r}, not {phase!r}; {fresh}")
+    found = state["resume_key"]
+    diffs = [f"{k}: checkpoint {found.get(k)!r}, now {v!r}" for k, v in expected.items() if found.get(k) != v]
+    if diffs:
+        raise CheckpointError(
+            f"{path}: written by a different run ({'; '.join(diffs)}); resume with its settings or {fresh}"
+        )
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def train_phase(
     model: CLIPHand3D,
     cfg: TrainConfig,
@@ -118,23 +171,31 @@ def train_phase(
     on_metrics: MetricsCallback | None = None,
     run_info: dict | None = None,
 ) -> PhaseResult:
-    """Train ``model`` for one phase, resuming from ``checkpoint_path`` when it holds this phase."""
+    """Train ``model`` for one phase, resuming from ``checkpoint_path`` when it holds this phase.
+
+    Run by every process of the current world (``distributed.current()``); all return the same
+    history. Only rank 0 calls ``on_metrics`` and writes the checkpoint, with ``run_info`` in it.
+    """
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    checkpoint_path = Path(checkpoint_path)
     with_mesh = phase == "finetune"
-    device = resolve_device(cfg.device)
+    world = distributed.current()
+    device = resolve_device(cfg.device, world)
+    micro = cfg.micro_batch(world.size, phase)  # samples per process and forward pass
     seed_everything(cfg.seed)
     model.to(device)
     # Pretraining leaves the mesh regressor out of the graph; freezing it keeps AdamW off it.
     model.mesh.requires_grad_(with_mesh)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    sampler = distributed.ResumableSampler(train_set, world, cfg.seed)
     loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator,
+        train_set, batch_size=micro, sampler=sampler, drop_last=True,
         num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
     )
-    steps_per_epoch = len(loader)
+    # Whole global batches per epoch, whatever the process count (see ResumableSampler).
+    steps_per_epoch = len(train_set) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{phase}.batch_size: {cfg.batch_size} exceeds the {len(train_set)} training samples")
     total = cfg.epochs * steps_per_epoch
@@ -146,55 +207,73 @@ def train_phase(
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
 
+    key = resume_key(cfg, world, len(train_set))
     start_epoch, step, history = 0, 0, []
-    if Path(checkpoint_path).is_file():
+    if checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path)
-        if state.get("phase") != phase:
+        check_resumable(state, phase, key, checkpoint_path)
+        try:
+            load_model_state(model, state["model"], checkpoint_path)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+        except CheckpointError as e:
+            raise CheckpointError(f"{e}; delete {checkpoint_path} to start fresh") from e
+        except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(
-                f"{checkpoint_path}: holds phase {state.get('phase')!r}, not {phase!r}; delete it to start fresh"
-            )
-        load_model_state(model, state["model"], checkpoint_path)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+                f"{checkpoint_path}: cannot restore the training state ({type(e).__name__}: {e}); "
+                f"delete {checkpoint_path} to start fresh"
+            ) from e
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
-        log.info("%s: resumed from %s at epoch %d, step %d", phase, checkpoint_path, start_epoch, step)
+        _set_rng_state(state["rng"][world.rank], device)
+        log.info("%s: resuming from %s at epoch %d, step %d", phase, checkpoint_path, start_epoch, step)
+
+    net = distributed.wrap(TrainingObjective(model, cfg, with_mesh), world, device)
 
     def checkpoint(epoch: int) -> None:
-        save_checkpoint(
-            {
-                "phase": phase, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "history": history,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-                "run": run_info or {},
-            },
-            checkpoint_path,
-        )
+        rng = distributed.gather_objects(_rng_state(device), world)  # every process's, in rank order
+        if world.is_main:
+            save_checkpoint(
+                {
+                    "phase": phase, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                    # The sampler's position: the permutation of `epoch`, after `step` global batches.
+                    "epoch": epoch, "step": step, "history": history, "rng": rng,
+                    "resume_key": key, "run": run_info or {},
+                },
+                checkpoint_path,
+            )
 
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        generator.manual_seed(cfg.seed + epoch)
+        net.train()
+        done = step - epoch * steps_per_epoch  # steps of this epoch trained before a resume
+        sampler.set_position(epoch, done * cfg.grad_accum * micro)
+        batches = iter(loader)
         sums: dict[str, float] = {}
-        skip = step - epoch * steps_per_epoch  # batches of this epoch already trained before a resume
-        bar = tqdm(loader, desc=f"{phase} {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
-        for i, batch in enumerate(bar):
-            if i < skip:
-                continue
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            with autocast:
-                out = model(batch["image"], with_mesh=with_mesh)
-                terms = compute_losses(model, out, batch, cfg, with_mesh)
-            if not torch.isfinite(terms["total"]):
-                raise NonFiniteLossError(
-                    f"{phase}: loss is {terms['total'].item()} at step {step} "
-                    f"({ {k: round(v.item(), 4) for k, v in terms.items()} }); "
-                    f"the last good checkpoint is {checkpoint_path}"
-                )
+        bar = tqdm(
+            range(done, steps_per_epoch), desc=f"{phase} {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
+            disable=not world.is_main,
+        )
+        for _ in bar:
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms["total"]).backward()
+            for micro_step in range(cfg.grad_accum):
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
+                with distributed.accumulating(net, micro_step < cfg.grad_accum - 1):
+                    with autocast:
+                        terms = net(batch)
+                    # Averaged over the processes: every process sees the same values and stops together.
+                    values = distributed.mean(torch.stack([t.detach().float() for t in terms.values()]), world)
+                    if not torch.isfinite(values).all():
+                        last = checkpoint_path if checkpoint_path.is_file() else "none (no checkpoint written yet)"
+                        raise NonFiniteLossError(
+                            f"{phase}: loss is not finite at step {step} "
+                            f"({ {k: round(v, 4) for k, v in zip(terms, values.tolist())} }); "
+                            f"the last good checkpoint is {last}"
+                        )
+                    scaler.scale(terms["total"] / cfg.grad_accum).backward()
+                reduced = dict(zip(terms, values.tolist()))
+                for k, v in reduced.items():
+                    sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
             if cfg.grad_clip:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -202,19 +281,19 @@ def train_phase(
             scaler.update()
             scheduler.step()
             step += 1
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
-            bar.set_postfix(loss=f"{terms['total'].item():.3f}")
+            bar.set_postfix(loss=f"{reduced['total']:.3f}")
             if step % cfg.checkpoint_every == 0:
                 checkpoint(epoch)
-        n = max(1, steps_per_epoch - skip)
-        record = {f"train_loss_{k}": v / n for k, v in sums.items()}
-        record.update(validate(model, val_set, cfg, device, with_mesh))
+        record = {f"train_loss_{k}": v / max(1, steps_per_epoch - done) for k, v in sums.items()}
+        if world.is_main:
+            record.update(validate(model, val_set, cfg, device, with_mesh))
+        record = distributed.from_main(record, world)
         record["lr"] = scheduler.get_last_lr()[0]
         record["epoch"] = epoch + 1
         history.append(record)
-        log.info("%s epoch %d/%d: %s", phase, epoch + 1, cfg.epochs, {k: round(v, 4) for k, v in record.items()})
-        if on_metrics is not None:
-            on_metrics(record, epoch + 1)
+        if world.is_main:
+            log.info("%s epoch %d/%d: %s", phase, epoch + 1, cfg.epochs, {k: round(v, 4) for k, v in record.items()})
+            if on_metrics is not None:
+                on_metrics(record, epoch + 1)
         checkpoint(epoch + 1)
     return PhaseResult(final=history[-1] if history else {}, history=history)
