@@ -26,8 +26,12 @@ TINY = {
     "pretrain": {"epochs": 2, "batch_size": 8, "warmup_steps": 2},
     "finetune": {"epochs": 1, "batch_size": 8, "warmup_steps": 2},
     "zeroshot": {"batch_sizes": [8, 16], "figure_batch_size": 8, "figure_index": 2},
+    "benchmark": {
+        "sizes": ["default"], "latency": {"warmup": 1, "reps": 2}, "throughput": {"batch_size": 4, "warmup": 0, "reps": 1},
+        "train": {"batch_size": 4, "warmup": 0, "reps": 1}, "loader_batches": 2,
+    },
 }
-STAGES = ("download", "preprocess", "pretrain", "finetune", "zeroshot", "evaluate")
+STAGES = ("download", "preprocess", "pretrain", "finetune", "zeroshot", "evaluate", "benchmark")
 
 
 def _free_port() -> int:
@@ -91,7 +95,7 @@ def repo(tmp_path_factory, mlflow_server):
 @pytest.mark.slow
 def test_repro_writes_metrics_and_plots_and_then_does_nothing(repo):
     clone, env = repo
-    for name in ("data", "preprocess", "pretrain", "finetune", "zeroshot", "evaluate"):
+    for name in ("data", "preprocess", "pretrain", "finetune", "zeroshot", "evaluate", "speed"):
         assert (clone / "metrics" / f"{name}.json").is_file()
     for name in ("pretrain_curves.png", "zeroshot_demo.png", "zeroshot_accuracy.png", "pck.png"):
         assert (clone / "plots" / name).stat().st_size > 5000
