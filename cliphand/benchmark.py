@@ -20,6 +20,7 @@ configured batch size and workers, and the synthetic generation rate, read from 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import platform
@@ -57,21 +58,26 @@ log = logging.getLogger(__name__)
 STEPS = ("inference_mode", "channels_last", "bf16", "compile")
 
 
-def time_calls(fn: Callable[[], object], timing: TimingConfig, device: torch.device) -> list[float]:
-    """Seconds of each of ``timing.reps`` calls of ``fn``, after ``timing.warmup`` untimed ones.
+def time_calls(
+    calls: dict[str, Callable[[], object]], timing: TimingConfig, device: torch.device
+) -> dict[str, list[float]]:
+    """Seconds of each of ``timing.reps`` calls of every function, after ``timing.warmup`` untimed ones.
 
-    On a GPU every timed call ends with a synchronisation, so queued kernels are counted.
+    The functions take turns, so a change in the machine's load falls on all of them alike and
+    their ratios stay fair. On a GPU every timed call ends with a synchronisation.
     """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(timing.warmup):
-        fn()
+    for fn in calls.values():
+        for _ in range(timing.warmup):
+            fn()
     sync()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(timing.reps):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -122,20 +128,19 @@ def inference_speed(
         "optimised": speed_up(copy.deepcopy(full), device, speedups),
         "backbone_optimised": speed_up(copy.deepcopy(backbone), device, speedups),
     }
-    lat = {name: latency(time_calls(lambda: run(one), cfg.latency, device)) for name, run in paths.items()}
-    rate = {
-        name: per_second(time_calls(lambda: run(many), cfg.throughput, device), len(many))
-        for name, run in paths.items()
-    }
-    # Each speed-up on top of the ones before it; the last step is the optimised path itself.
-    steps = {"eager": lat["baseline"]["median_ms"]}
+    # Each speed-up on top of the ones before it; the last one on is the optimised path itself.
     on = [s for s in STEPS if s == "inference_mode" or getattr(speedups, s)]
-    for i, step in enumerate(on[:-1]):
-        partial = Speedups(**{s: s in on[: i + 1] for s in STEPS[1:]})
-        run = speed_up(copy.deepcopy(full), device, partial)
-        steps[step] = latency(time_calls(lambda: run(one), cfg.latency, device))["median_ms"]
+    partial = {
+        step: speed_up(copy.deepcopy(full), device, Speedups(**{s: s in on[: i + 1] for s in STEPS[1:]}))
+        for i, step in enumerate(on[:-1])
+    }
+    times = time_calls({name: functools.partial(run, one) for name, run in {**paths, **partial}.items()}, cfg.latency, device)
+    lat = {name: latency(times[name]) for name in paths}
+    batch_times = time_calls({name: functools.partial(run, many) for name, run in paths.items()}, cfg.throughput, device)
+    rate = {name: per_second(t, len(many)) for name, t in batch_times.items()}
+    steps = {"eager": lat["baseline"]["median_ms"], **{step: latency(times[step])["median_ms"] for step in partial}}
     steps[on[-1]] = lat["optimised"]["median_ms"]
-    diff = (paths["optimised"](many) - paths["baseline"](many)).abs().max()
+    diff = (paths["optimised"](one) - paths["baseline"](one)).abs().max()
     return {
         "speedups": {"inference_mode": True, **{s: getattr(speedups, s) for s in STEPS[1:]}},
         "latency": lat,
@@ -199,7 +204,7 @@ def train_speed(
     out = {}
     for phase in PHASES:
         step = train_step(copy.deepcopy(model), getattr(params, phase), phase, device)
-        out[phase] = per_second(time_calls(lambda: step(batch), timing, device), timing.batch_size)
+        out[phase] = per_second(time_calls({phase: lambda: step(batch)}, timing, device)[phase], timing.batch_size)
     return out
 
 

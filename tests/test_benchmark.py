@@ -36,10 +36,12 @@ def dataset(tmp_path_factory):
     return HandDataset(root / "proc", "train", depth_range=8.0)
 
 
-def test_time_calls_warms_up_then_times_each_repetition():
+def test_time_calls_warms_up_then_times_the_functions_in_turn():
     calls = []
-    times = benchmark.time_calls(lambda: calls.append(1), TimingConfig(warmup=2, reps=3), CPU)
-    assert len(calls) == 5 and len(times) == 3 and all(t >= 0 for t in times)
+    fns = {name: (lambda name=name: calls.append(name)) for name in "ab"}
+    times = benchmark.time_calls(fns, TimingConfig(warmup=2, reps=3), CPU)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3} and all(t >= 0 for t in times["a"])
 
 
 def test_latency_and_rate_statistics():
@@ -130,7 +132,10 @@ def test_loader_speed(dataset):
 
 def test_speed_table_renders_every_size_device_and_step():
     table = speed_table(json.loads(SPEED_EXAMPLE))
-    assert "| paper (resnet50 at 256 px) | cpu | 25.0 M | 12.00 (10.00) | 80.0 / 90.0 ms | 40.0 / 44.0 ms | 2.00× |" in table
+    assert (
+        "| paper (resnet50 at 256 px) | cpu | 25.0 M | 12.00 (10.00) | 80.0 / 90.0 ms | 40.0 / 44.0 ms | 2.00× | "
+        "12.0 / 30.0 | 1.25× / 1.30×; 1.18× / 1.20× |"
+    ) in table
     assert "| paper | cpu | 80.0 ms | 79.0 ms | 60.0 ms | 40.0 ms | off | 1.0e-03 |" in table
     assert "| paper | cpu | 3.0 / 2.0 | bf16 / bf16 |" in table
     assert "generation 158 images/s" in table and "900 samples/s" in table
@@ -149,7 +154,7 @@ SPEED_EXAMPLE = """{
       "images_per_s": {"baseline": 12.0, "optimised": 30.0, "backbone_baseline": 15.0, "backbone_optimised": 36.0},
       "steps_median_ms": {"eager": 80.0, "inference_mode": 79.0, "channels_last": 60.0, "bf16": 40.0},
       "speedup_over_baseline": 2.0, "max_abs_diff_25d": 0.001,
-      "full_over_backbone": {"latency": 1.18, "throughput": 1.2, "baseline_latency": 1.25, "baseline_throughput": 1.25}
+      "full_over_backbone": {"latency": 1.18, "throughput": 1.2, "baseline_latency": 1.25, "baseline_throughput": 1.3}
     }}
   }}
 }"""
