@@ -204,7 +204,7 @@ def train_speed(
     out = {}
     for phase in PHASES:
         step = train_step(copy.deepcopy(model), getattr(params, phase), phase, device)
-        out[phase] = per_second(time_calls({phase: lambda: step(batch)}, timing, device)[phase], timing.batch_size)
+        out[phase] = per_second(time_calls({phase: functools.partial(step, batch)}, timing, device)[phase], timing.batch_size)
     return out
 
 

@@ -95,8 +95,8 @@ class TimingConfig:
 class DeviceSpeedups:
     """The optimised inference path per kind of device."""
 
-    cpu: Speedups = field(default_factory=Speedups)
-    cuda: Speedups = field(default_factory=lambda: Speedups(channels_last=True, bf16=True, compile=True))
+    cpu: Speedups = field(default_factory=lambda: Speedups(channels_last=True, bf16=True))
+    cuda: Speedups = field(default_factory=lambda: Speedups(channels_last=True, bf16=True))
 
 
 @dataclass

@@ -55,8 +55,12 @@ def test_fp32_fast_path_matches_eager_and_bf16_stays_close(model, images):
     fast = speed_up(InferenceModel(model), cpu, Speedups(channels_last=True))(images)
     assert fast.dtype == torch.float32 and fast.shape == (3, 21 + 778, 3)
     assert torch.allclose(fast, eager, atol=1e-5)
-    half = speed_up(InferenceModel(model), cpu, Speedups(channels_last=True, bf16=True))(images)
+    net = InferenceModel(model)
+    half = speed_up(net, cpu, Speedups(channels_last=True, bf16=True))(images)
     assert half.dtype == torch.float32
+    # Weights cast once, up front, not by autocast on every call; normalisation stays float32.
+    assert net.model.backbone.body.conv1.weight.dtype == net.model.mesh.levels[0].delta.weight.dtype == torch.bfloat16
+    assert net.model.mesh.levels[0].norm.weight.dtype == torch.float32
     assert 0 < (half - eager).abs().max() < 0.05  # bfloat16 rounding, not another answer
 
 
