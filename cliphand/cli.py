@@ -149,6 +149,14 @@ def _preset(args: argparse.Namespace) -> None:
     print(f"{apply_preset(args.name, args.params)}: preset {args.name} applied; now `dvc exp run` or `dvc repro`")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from cliphand.models.export import export_model
+    from cliphand.models.io import load_model
+
+    print(f"{export_model(load_model(args.model), args.out, args.format)}: {args.format} inference model, "
+          "images [B, 3, S, S] in [0, 1] -> 2.5D joints and vertices [B, 799, 3]")
+
+
 def _report(args: argparse.Namespace) -> int:
     from cliphand.report import main as report
 
@@ -224,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     preset.add_argument("name", help="e.g. paper")
     preset.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file to rewrite")
     preset.set_defaults(func=_preset)
+
+    export = verbs.add_parser("export", help="write the inference model as TorchScript or torch.export", formatter_class=fmt)
+    export.add_argument("model", type=Path, nargs="?", default=Path("models/model.pt"), help="a model file of the pipeline")
+    export.add_argument("--out", type=Path, default=Path("models/model.ts"))
+    export.add_argument("--format", default="torchscript", choices=("torchscript", "torch.export"))
+    export.set_defaults(func=_export)
 
     report = verbs.add_parser("report", help="render the README's tables from metrics/", formatter_class=fmt)
     report.add_argument("--check", action="store_true", help="fail if the README is out of date")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cliphand.config import ConfigError, from_dict, load_params
+from cliphand.config import ConfigError, from_dict, load_params, positive
 from cliphand.data.preprocess import PreprocessConfig
 from cliphand.models.cliphand3d import ModelConfig
+from cliphand.models.export import Speedups
 from cliphand.text.prompts import TEMPLATES
 from cliphand.training.config import LaunchConfig, TrainConfig
 
@@ -86,6 +87,49 @@ class EvaluateConfig:
 
 
 @dataclass
+class TimingConfig:
+    """One timed loop of the benchmark: batch size, untimed warm-up calls, timed repetitions."""
+
+    batch_size: int = 1
+    warmup: int = 2
+    reps: int = 10
+
+    def validate(self, prefix: str) -> None:
+        for name in ("batch_size", "reps"):
+            positive(getattr(self, name), f"{prefix}.{name}")
+        if self.warmup < 0:
+            raise ConfigError(f"{prefix}.warmup: must not be negative, got {self.warmup}")
+
+
+@dataclass
+class DeviceSpeedups:
+    """The optimised inference path per kind of device."""
+
+    cpu: Speedups = field(default_factory=lambda: Speedups(channels_last=True, bf16=True))
+    cuda: Speedups = field(default_factory=lambda: Speedups(channels_last=True, bf16=True))
+
+
+@dataclass
+class BenchmarkConfig:
+    """What the benchmark stage times (``cliphand.benchmark``)."""
+
+    sizes: tuple[str, ...] = ("default", "paper")  # default: params.yaml's model; else presets/<name>.yaml
+    latency: TimingConfig = field(default_factory=TimingConfig)
+    throughput: TimingConfig = field(default_factory=lambda: TimingConfig(batch_size=32, warmup=1, reps=2))
+    train: TimingConfig = field(default_factory=lambda: TimingConfig(batch_size=8, warmup=1, reps=2))
+    loader_batches: int = 20
+    cuda: bool = True
+    speedups: DeviceSpeedups = field(default_factory=DeviceSpeedups)
+
+    def validate(self, prefix: str = "benchmark") -> None:
+        if not self.sizes or len(set(self.sizes)) != len(self.sizes):
+            raise ConfigError(f"{prefix}.sizes: need distinct size names, got {list(self.sizes)}")
+        if self.train.batch_size < 2:
+            raise ConfigError(f"{prefix}.train.batch_size: the contrastive loss needs >= 2, got {self.train.batch_size}")
+        positive(self.loader_batches, f"{prefix}.loader_batches")
+
+
+@dataclass
 class Params:
     """The whole params.yaml."""
 
@@ -98,7 +142,7 @@ class Params:
     finetune: TrainConfig = field(default_factory=TrainConfig)
     zeroshot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    benchmark: dict = field(default_factory=dict)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
     def validate(self, prefix: str = "") -> None:
         self.pretrain.validate("pretrain")

@@ -93,11 +93,68 @@ def ablation_table(metrics_dir: Path) -> str:
     return "\n".join(rows)
 
 
+# The benchmark's speed-ups in the order they are added (``cliphand.benchmark.STEPS``).
+SPEED_STEPS = {
+    "inference_mode": "+ inference mode", "channels_last": "+ channels_last", "bf16": "+ bf16 autocast",
+    "compile": "+ torch.compile",
+}
+
+
+def speed_table(s: dict) -> str:
+    """Inference speed (eager fp32 vs optimised, vs the bare backbone), each speed-up, training, data."""
+    runs = [(name, dev, size, inf) for name, size in s["sizes"].items() for dev, inf in size["inference"].items()]
+    one, many, train_batch = (s["batch_sizes"][k] for k in ("latency", "throughput", "train"))
+    rows = [
+        f"Measured on {'; '.join(f'{d}: {m}' for d, m in s['devices'].items())}; torch {s['torch']}; "
+        f"{s['seconds']:.0f} s in all.",
+        "",
+        f"| size | device | params | GFLOPs / image (backbone) | latency at batch {one}, eager fp32: median / p90 | "
+        f"optimised: median / p90 | speed-up | images/s at batch {many}, eager / optimised | "
+        f"full ÷ backbone at batch {one} / {many}: eager; optimised |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, dev, size, inf in runs:
+        lat, rate, ratio = inf["latency"], inf["images_per_s"], inf["full_over_backbone"]
+        rows.append(
+            f"| {name} ({size['model']}) | {dev} | {size['params_m']['total']:.1f} M | "
+            f"{size['gflops_per_image']['full']:.2f} ({size['gflops_per_image']['backbone']:.2f}) | "
+            f"{lat['baseline']['median_ms']:.1f} / {lat['baseline']['p90_ms']:.1f} ms | "
+            f"{lat['optimised']['median_ms']:.1f} / {lat['optimised']['p90_ms']:.1f} ms | "
+            f"{inf['speedup_over_baseline']:.2f}× | {rate['baseline']:.1f} / {rate['optimised']:.1f} | "
+            f"{ratio['baseline_latency']:.2f}× / {ratio['baseline_throughput']:.2f}×; "
+            f"{ratio['latency']:.2f}× / {ratio['throughput']:.2f}× |"
+        )
+    rows += [
+        "",
+        "| size | device | eager fp32 | " + " | ".join(SPEED_STEPS.values()) + " | largest output change (2.5D) |",
+        "|---|---|---:|" + "---:|" * len(SPEED_STEPS) + "---:|",
+    ]
+    for name, dev, size, inf in runs:
+        steps = inf["steps_median_ms"]
+        cells = [f"{steps[k]:.1f} ms" if k in steps else "off" for k in SPEED_STEPS]
+        rows.append(f"| {name} | {dev} | {steps['eager']:.1f} ms | " + " | ".join(cells) + f" | {inf['max_abs_diff_25d']:.1e} |")
+    rows += ["", f"| size | device | training images/s at batch {train_batch}: pretrain / finetune | AMP |", "|---|---|---:|---|"]
+    for name, size in s["sizes"].items():
+        for dev, train in size["train_images_per_s"].items():
+            amp = size["train_amp"]
+            rows.append(f"| {name} | {dev} | {train['pretrain']:.1f} / {train['finetune']:.1f} | {amp['pretrain']} / {amp['finetune']} |")
+    d = s["data"]
+    generation = "–" if d["generation_images_per_s"] is None else f"{d['generation_images_per_s']:.0f} images/s"
+    rows += [
+        "",
+        f"Data: synthetic generation {generation} (download stage); the training loader delivers "
+        f"{d['loader_samples_per_s']:.0f} samples/s from `data/processed` (batch {d['loader_batch_size']}, "
+        f"{d['loader_workers']} workers).",
+    ]
+    return "\n".join(rows)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "data": data_table,
     "zeroshot": zeroshot_table,
     "evaluate": evaluate_table,
     "ablation": ablation_table,
+    "speed": lambda metrics_dir: speed_table(_load(metrics_dir, "speed")),
 }
 
 

@@ -81,6 +81,10 @@ TINY = {
     "pretrain": {"epochs": 2, "batch_size": 8, "warmup_steps": 2},
     "finetune": {"epochs": 1, "batch_size": 8, "warmup_steps": 2},
     "zeroshot": {"batch_sizes": [8, 16], "figure_batch_size": 8, "figure_index": 2},
+    "benchmark": {
+        "sizes": ["default"], "latency": {"warmup": 1, "reps": 2}, "throughput": {"batch_size": 4, "warmup": 0, "reps": 1},
+        "train": {"batch_size": 4, "warmup": 0, "reps": 1}, "loader_batches": 2,
+    },
 }
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("download", "preprocess", "pretrain", "finetune", "zeroshot", "evaluate")
+STAGES = ("download", "preprocess", "pretrain", "finetune", "zeroshot", "evaluate", "benchmark")
 
 
 @pytest.mark.slow
 def test_repro_writes_metrics_and_plots_and_then_does_nothing(repo):
     clone, env = repo
-    for name in ("data", "preprocess", "pretrain", "finetune", "zeroshot", "evaluate"):
+    for name in ("data", "preprocess", "pretrain", "finetune", "zeroshot", "evaluate", "speed"):
         assert (clone / "metrics" / f"{name}.json").is_file()
     for name in ("pretrain_curves.png", "zeroshot_demo.png", "zeroshot_accuracy.png", "pck.png"):
         assert (clone / "plots" / name).stat().st_size > 5000

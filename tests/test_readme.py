@@ -31,6 +31,6 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_readme_numbers_match_the_committed_metrics():
     readme = ROOT.joinpath("README.md").read_text()
     assert render(readme, ROOT / "metrics") == readme, "README is stale: run `cliphand report`"
-    for block in ("data", "zeroshot", "evaluate"):
+    for block in ("data", "zeroshot", "evaluate", "speed"):
         body = readme.split(f"<!-- cliphand:{block} -->", 1)[1].split(f"<!-- /cliphand:{block} -->", 1)[0]
         assert "|" in body, f"README block {block} is empty"

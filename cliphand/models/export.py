@@ -1,13 +1,24 @@
-"""The inference-only model: images in, 2.5D joints and vertices out (for MLflow and exports)."""
+"""The inference-only model: images in, 2.5D joints and vertices out (for MLflow, exports and speed).
+
+``InferenceModel`` is the one-tensor-in, one-tensor-out form; ``speed_up`` puts any image module on
+the fast path that ``cliphand.benchmark`` measured; ``export_model`` writes it as TorchScript or as
+a ``torch.export`` program.
+"""
 
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from cliphand.models.cliphand3d import CLIPHand3D
+
+FORMATS = ("torchscript", "torch.export")
 
 
 class InferenceModel(nn.Module):
@@ -27,3 +38,88 @@ class InferenceModel(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         out = self.model(images)
         return torch.cat([out.joints25d, out.verts25d[-1]], dim=1)
+
+
+@dataclass
+class Speedups:
+    """Which inference optimisations are on (each kept only where ``cliphand.benchmark`` shows a gain).
+
+    Inference mode is always on. ``channels_last``: NHWC weights and images, the layout oneDNN's and
+    cuDNN's fastest convolutions read. ``bf16``: autocast to bfloat16 (tensor cores on a GPU, AMX or
+    AVX-512 BF16 on a recent x86 CPU; outputs come back as float32). ``compile``: ``torch.compile``.
+    """
+
+    channels_last: bool = True
+    bf16: bool = False
+    compile: bool = False
+
+
+def speed_up(module: nn.Module, device: torch.device, speedups: Speedups) -> Callable[[Tensor], Tensor]:
+    """``module`` (images ``[B, 3, S, S]`` → tensors) as a fast inference function on ``device``.
+
+    The module is put in eval mode, moved and converted in place (NHWC, bfloat16 conv and linear
+    weights); pass a copy to keep the original.
+    """
+    module = module.eval().to(device)
+    layout = torch.channels_last if speedups.channels_last else torch.contiguous_format
+    module = module.to(memory_format=layout)
+    if speedups.bf16:
+        # Autocast casts every conv and linear weight to bfloat16 on every call; cast them once.
+        for layer in module.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                layer.to(torch.bfloat16)
+    net = torch.compile(module) if speedups.compile else module
+
+    def run(images: Tensor) -> Tensor:
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=speedups.bf16):
+            out = net(images.to(device, memory_format=layout))
+        return [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
+
+    return run
+
+
+def export_model(model: CLIPHand3D, path: Path | str, fmt: str = "torchscript", example_batch: int = 2) -> Path:
+    """Write the inference model of ``model`` to ``path``, for any batch size; returns the path.
+
+    ``torchscript``: ``torch.jit.trace`` (loads with ``torch.jit.load``, also from C++);
+    ``torch.export``: an ``ExportedProgram`` with a dynamic batch dimension (``torch.export.load``).
+    Both are float32 and NCHW: the numbers an eager model gives, within float tolerance.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"export format: one of {FORMATS}, got {fmt!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = InferenceModel(model)
+    size = model.cfg.image_size
+    example = torch.rand(example_batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    # Written next to the target, then renamed: a reader never sees half a file.
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if fmt == "torchscript":
+            with torch.no_grad(), warnings.catch_warnings():
+                # torch.jit is deprecated in favour of torch.export; TorchScript still serves libtorch.
+                warnings.simplefilter("ignore", FutureWarning)
+                # Attention's shape checks read fixed sizes only; the batch size stays free (tested).
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                torch.jit.trace(net, example).save(str(tmp))
+        else:
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            program = torch.export.export(net, (example,), dynamic_shapes={"images": {0: batch}})
+            torch.export.save(program, str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_exported(path: Path | str, fmt: str = "torchscript") -> Callable[[Tensor], Tensor]:
+    """A file written by ``export_model`` as a function of images ``[B, 3, S, S]``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"export format: one of {FORMATS}, got {fmt!r}")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such exported model")
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu")
+    return torch.export.load(str(path)).module()

@@ -42,6 +42,18 @@ def sample_features(fmap: Tensor, uv: Tensor) -> Tensor:
     return out.squeeze(-1).transpose(1, 2)
 
 
+def sample_projected(fmap: Tensor, uv: Tensor, weight: Tensor) -> Tensor:
+    """``sample_features(fmap, uv) @ weight.T`` ``[B, N, out]``, projected where there are fewer points.
+
+    Bilinear sampling with border padding blends four pixels with weights that sum to 1, so it
+    commutes with a linear map: a coarse map (C5 is 8 x 8 at 256 px) is cheaper to project whole
+    than at each of the 98 points sampled from it.
+    """
+    if fmap.shape[-2] * fmap.shape[-1] < uv.shape[1]:
+        return sample_features(F.conv2d(fmap, weight[:, :, None, None]), uv)
+    return F.linear(sample_features(fmap, uv), weight)
+
+
 def _transformer(width: int, layers: int, heads: int) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(
         width, heads, dim_feedforward=2 * width, dropout=0.0, batch_first=True, norm_first=True
@@ -71,13 +83,15 @@ class MeshLevel(nn.Module):
 
     def forward(self, x: Tensor, coords: Tensor, fmap: Tensor) -> tuple[Tensor, Tensor]:
         """Nodes ``[B, n_prev, w_prev]`` and 2.5D coords ``[B, n_prev, 3]`` → ``[B, n, w]``, ``[B, n, 3]``."""
-        x = self.upsample @ x  # [B, n, w_prev]
         coords = self.upsample @ coords  # [B, n, 3]
+        # Up-sampling and the linear maps commute: reduce the width on the n_prev nodes, before
+        # up-sampling to n, and add the biases once.
+        x = self.upsample @ F.linear(x, self.reduce.weight)  # [B, n, w]
         x = (
-            self.reduce(x)
-            + self.pos(self.template)
-            + self.image(sample_features(fmap, coords[..., :2]))
+            x
+            + sample_projected(fmap, coords[..., :2], self.image.weight)
             + self.coords(coords)
+            + (self.pos(self.template) + self.reduce.bias + self.image.bias)
         )
         x = self.blocks(x)
         return x, coords + self.delta(self.norm(x))
