@@ -235,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = verbs.add_parser("export", help="write the inference model as TorchScript or torch.export", formatter_class=fmt)
     export.add_argument("model", type=Path, nargs="?", default=Path("models/model.pt"), help="a model file of the pipeline")
-    export.add_argument("--out", type=Path, default=Path("models/model.ts"))
-    export.add_argument("--format", default="torchscript", choices=("torchscript", "torch.export"))
+    export.add_argument("--out", type=Path, default=Path("models/model.ts"), help="the file to write")
+    export.add_argument("--format", default="torchscript", choices=("torchscript", "torch.export"),
+                        help="TorchScript (trace) or a torch.export program (dynamic batch)")
     export.set_defaults(func=_export)
 
     report = verbs.add_parser("report", help="render the README's tables from metrics/", formatter_class=fmt)

@@ -246,7 +246,8 @@ def test_cameras_and_projection(dataset: Path) -> None:
             uv = _uv(xyz[p], K[p])
             assert (uv >= margin).all() and (uv <= SIZE - 1 - margin).all()
             extent = np.ptp(_uv(verts[p], K[p]), axis=0).max() / SIZE
-            assert 0.35 <= extent <= 0.85
+            lo, hi = synthetic.FILL_RANGE
+            assert lo - 0.05 <= extent <= hi + 0.05
 
 
 def test_masks_cover_the_hand(dataset: Path) -> None:
