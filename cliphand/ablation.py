@@ -53,7 +53,7 @@ def experiment_metrics(name: str, baseline: str, path: str = "metrics/evaluate.j
 def run(names: list[str]) -> None:
     """Run the named ablations with ``dvc exp run --temp``, replacing earlier ones of the same name."""
     for name in names:
-        subprocess.run(["dvc", "exp", "remove", name], capture_output=True)  # absent is fine
+        subprocess.run(["dvc", "exp", "remove", name], check=False, capture_output=True)  # absent is fine
         print(f"$ {shlex.join(command(name))}", flush=True)
         subprocess.run(command(name), check=True)
 

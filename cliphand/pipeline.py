@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from cliphand import metrics, plots, tracking, viz, zeroshot
+from cliphand.checkpoint import load_checkpoint, load_model_state
+from cliphand.config import ConfigError
 from cliphand.data.dataset import HandDataset
 from cliphand.files import write_csv, write_json
 from cliphand.inference import predict_dataset
@@ -25,8 +27,6 @@ from cliphand.models.cliphand3d import CLIPHand3D, count_parameters
 from cliphand.models.hierarchy import MeshHierarchy
 from cliphand.models.io import load_model, save_model
 from cliphand.params import Params
-from cliphand.checkpoint import load_checkpoint, load_model_state
-from cliphand.config import ConfigError
 from cliphand.training import distributed
 from cliphand.training.trainer import resolve_device, seed_everything, train_phase
 
@@ -48,7 +48,7 @@ def _sections(raw: dict, *names: str) -> dict:
 def download(params: Params, raw: dict) -> dict:
     """Generate the synthetic set, or fetch FreiHAND, into ``data.root``."""
     root = Path(params.data.root)
-    with tracking.stage_run("download", _sections(raw, "data")) as run:
+    with tracking.stage_run("download", _sections(raw, "data")):
         if params.data.source == "synthetic":
             from cliphand.data.synthetic import generate
 
@@ -61,8 +61,12 @@ def download(params: Params, raw: dict) -> dict:
             fetch_freihand(root)
             stats = {"seconds": time.perf_counter() - start}
         stats = {"source": params.data.source, **stats}
-        _log_final(run, stats)
+        _log_final(stats)
         write_json(METRICS / "data.json", stats)
+        # The README's look at the data: the first 16 training images, skeletons drawn.
+        from cliphand.data.synthetic import write_contact_sheet
+
+        mlflow_log_artifacts(write_contact_sheet(root, DOCS / "contact_sheet.png"))
     return stats
 
 
@@ -70,9 +74,9 @@ def preprocess(params: Params, raw: dict) -> dict:
     """Resize, split and pack the data; build the mesh hierarchy."""
     from cliphand.data.preprocess import preprocess as run_preprocess
 
-    with tracking.stage_run("preprocess", _sections(raw, "data", "preprocess")) as run:
+    with tracking.stage_run("preprocess", _sections(raw, "data", "preprocess")):
         stats = run_preprocess(Path(params.data.root), PROCESSED, params.preprocess)
-        _log_final(run, stats)
+        _log_final(stats)
         write_json(METRICS / "preprocess.json", stats)
     return stats
 
@@ -139,7 +143,7 @@ def zero_shot(params: Params, raw: dict) -> dict:
     device = resolve_device(params.finetune.device)
     model.to(device)
     dataset = _eval_set(params)
-    with tracking.stage_run("zeroshot", _sections(raw, "zeroshot", "prompts")) as run:
+    with tracking.stage_run("zeroshot", _sections(raw, "zeroshot", "prompts")):
         pred = predict_dataset(model, dataset, max(cfg.batch_sizes), device, with_mesh=False, desc="zeroshot")
         sizes = [n for n in cfg.batch_sizes if n <= len(dataset)]
         if len(sizes) < len(cfg.batch_sizes):
@@ -172,7 +176,7 @@ def zero_shot(params: Params, raw: dict) -> dict:
             PLOTS / "zeroshot_demo.png",
         )
         curve = plots.zeroshot_curve(rows, PLOTS / "zeroshot_accuracy.png")
-        _log_final(run, flat)
+        _log_final(flat)
         mlflow_log_artifacts(figure, curve)
     return table
 
@@ -188,7 +192,7 @@ def evaluate(params: Params, raw: dict) -> dict:
     example = params.evaluate.figure_index
     if example >= len(dataset):
         raise ConfigError(f"evaluate.figure_index: {example} is past the {len(dataset)} evaluation images")
-    with tracking.stage_run("evaluate", _sections(raw, "evaluate")) as run:
+    with tracking.stage_run("evaluate", _sections(raw, "evaluate")):
         pred = predict_dataset(model, dataset, params.evaluate.batch_size, device, with_text=False, desc="evaluate")
         gt_xyz, gt_verts = dataset.ann["xyz"], dataset.ann["verts"].astype(np.float64)
         ours = metrics.freihand_summary(gt_xyz, gt_verts, pred["joints_cam"], pred["verts_cam"])
@@ -217,7 +221,7 @@ def evaluate(params: Params, raw: dict) -> dict:
                                        ("truth", gt_xyz[example], gt_verts[example]))
         ]
         picture = viz.save_png(viz.stack_rows(rows), DOCS / "prediction.png")
-        _log_final(run, {f"{who}_{k}": v for who, r in result.items() for k, v in r.items()})
+        _log_final({f"{who}_{k}": v for who, r in result.items() for k, v in r.items()})
         mlflow_log_artifacts(figure, picture)
     return result
 
@@ -251,7 +255,7 @@ def _mean_pose_baseline(gt_xyz: np.ndarray, gt_verts: np.ndarray) -> dict[str, A
     return metrics.freihand_summary(gt_xyz, gt_verts, roots + mean_j, roots + mean_v)
 
 
-def _log_final(run: Any, values: dict) -> None:
+def _log_final(values: dict) -> None:
     import mlflow
 
     mlflow.log_metrics({k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})

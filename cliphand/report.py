@@ -161,7 +161,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
 def render(readme: str, metrics_dir: Path) -> str:
     """``readme`` with every known block re-rendered from ``metrics_dir``."""
     for name, make in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- cliphand:{name} -->)\n.*?(<!-- /cliphand:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- cliphand:{name} -->)\n.*?(<!-- /cliphand:{name} -->)", re.DOTALL)
         if pattern.search(readme):
             table = make(metrics_dir)
             readme = pattern.sub(lambda m: f"{m.group(1)}\n{table}\n{m.group(2)}", readme)

@@ -14,10 +14,10 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 EXPERIMENT = "cliphand"
 DEFAULT_URI = "sqlite:///mlflow.db"

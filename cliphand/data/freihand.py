@@ -22,7 +22,12 @@ import numpy as np
 from PIL import Image
 
 from cliphand.data.layout import (
-    HAND_MODEL_FILE, SPLITS, annotation_path, image_path, mask_path, num_versions,
+    HAND_MODEL_FILE,
+    SPLITS,
+    annotation_path,
+    image_path,
+    mask_path,
+    num_versions,
 )
 from cliphand.skeleton import NUM_JOINTS, NUM_VERTS
 

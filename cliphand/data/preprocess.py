@@ -121,9 +121,9 @@ def preprocess(raw_root: Path, out_dir: Path, cfg: PreprocessConfig) -> dict:
     hierarchy = build_hierarchy(verts, xyz, scale, joint_regressor=given, faces=train.faces)
     hierarchy.save(out_dir / "hierarchy.npz")
     stats = {
-        "train_images": int(len(train_images)),
-        "val_images": int(len(val_images)),
-        "eval_images": int(len(evaluation)),
+        "train_images": len(train_images),
+        "val_images": len(val_images),
+        "eval_images": len(evaluation),
         "image_size": cfg.image_size,
         "joint_regressor_source": "dataset" if given is not None else "least_squares",
         "joint_regressor_error_mm": joint_regressor_error_mm(hierarchy.joint_regressor, verts, xyz),

@@ -40,7 +40,12 @@ from tqdm import tqdm
 from cliphand import viz
 from cliphand.data import handmodel, render
 from cliphand.data.layout import (
-    HAND_MODEL_FILE, SPLITS, annotation_path, image_path, mask_path, num_versions,
+    HAND_MODEL_FILE,
+    SPLITS,
+    annotation_path,
+    image_path,
+    mask_path,
+    num_versions,
 )
 from cliphand.skeleton import SCALE_BONE
 

@@ -58,7 +58,7 @@ class MeshHierarchy:
             np.savez(f, **arrays)
         os.replace(tmp, path)
 
-    def subset(self, sizes: tuple[int, ...]) -> "MeshHierarchy":
+    def subset(self, sizes: tuple[int, ...]) -> MeshHierarchy:
         """Only the levels of ``sizes`` (ending at 778), skipped levels' up-sampling composed.
 
         ``(778,)`` is the direct regression ablation: one level blended from the 21 joints.
@@ -82,7 +82,7 @@ class MeshHierarchy:
         )
 
     @classmethod
-    def load(cls, path: Path) -> "MeshHierarchy":
+    def load(cls, path: Path) -> MeshHierarchy:
         """Read a hierarchy written by ``save``."""
         with np.load(path) as z:
             n = sum(1 for k in z.files if k.startswith("template"))

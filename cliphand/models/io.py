@@ -7,10 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cliphand.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
 from cliphand.config import from_dict
 from cliphand.models.cliphand3d import CLIPHand3D, ModelConfig
 from cliphand.models.hierarchy import MeshHierarchy
-from cliphand.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
 
 
 def save_model(model: CLIPHand3D, path: Path) -> None:

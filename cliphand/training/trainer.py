@@ -25,11 +25,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cliphand import losses, metrics, zeroshot
+from cliphand.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
 from cliphand.data.dataset import HandDataset
 from cliphand.inference import predict_dataset
 from cliphand.losses import prompt_ids
 from cliphand.models.cliphand3d import CLIPHand3D, HandOutput
-from cliphand.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
 from cliphand.training import distributed
 from cliphand.training.config import TrainConfig
 from cliphand.training.distributed import World, resolve_device
