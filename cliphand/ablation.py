@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.collect_only:
             run(args.names)
-        write_json(args.out, table(list(ABLATIONS)))
+        write_json(args.out, table(args.names))
     except (FileNotFoundError, subprocess.CalledProcessError) as e:
         print(f"ablation: {e}", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ conftest.py, shared with the MLflow UI test."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -59,14 +60,33 @@ def test_server_has_runs_params_metrics_tags_and_the_registered_model(repo, mlfl
 
 
 @pytest.mark.slow
-def test_exp_run_with_a_param_override(repo):
+def test_exp_run_with_a_param_override_and_two_processes(repo):
     clone, env = repo
     result = subprocess.run(
-        ["dvc", "exp", "run", "-S", "pretrain.epochs=1"], cwd=clone, env=env, capture_output=True, text=True, timeout=900
+        ["dvc", "exp", "run", "-S", "pretrain.epochs=1", "-S", "train.nproc=2"],
+        cwd=clone, env=env, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "torch.distributed.run" in result.stdout + result.stderr  # relaunched under torchrun
     shown = subprocess.run(["dvc", "exp", "show", "--csv"], cwd=clone, capture_output=True, text=True)
-    assert "pretrain.epochs" in shown.stdout
+    assert "pretrain.epochs" in shown.stdout and "train.nproc" in shown.stdout
+
+
+@pytest.mark.slow
+def test_ablation_runs_as_a_dvc_experiment_and_is_tabulated(repo):
+    clone, env = repo
+    result = subprocess.run(
+        [sys.executable, "-m", "cliphand.ablation", "direct-778"], cwd=clone, env=env, capture_output=True, text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = json.loads((clone / "metrics" / "ablation.json").read_text())
+    full, direct = table["rows"]
+    assert full["name"] == "full" and direct["name"] == "direct-778"
+    assert direct["command"] == "dvc exp run --temp -n direct-778 -S 'model.mesh.levels=[778]' -S 'model.mesh.widths=[32]'"
+    assert direct["pa_mpjpe_mm"] != full["pa_mpjpe_mm"] and direct["pa_mpjpe_mm"] > 0
+    shown = subprocess.run(["dvc", "exp", "show", "--csv"], cwd=clone, capture_output=True, text=True)
+    assert "direct-778" in shown.stdout
 
 
 def test_a_dead_tracking_server_stops_the_stage_before_any_work(tmp_path):
