@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 from cliphand.files import write_json
+from cliphand.tracking import DEFAULT_URI
+
+DB_FILE = DEFAULT_URI.removeprefix("sqlite:///")
 
 # name → (what the row shows, the params ``dvc exp run -S`` sets)
 ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -51,11 +55,17 @@ def experiment_metrics(name: str, baseline: str, path: str = "metrics/evaluate.j
 
 
 def run(names: list[str]) -> None:
-    """Run the named ablations with ``dvc exp run --temp``, replacing earlier ones of the same name."""
+    """Run the named ablations with ``dvc exp run --temp``, replacing earlier ones of the same name.
+
+    The temporary copy has its own working directory, so the default SQLite tracking store is
+    pinned to this workspace's file: the ablations' MLflow runs land beside the default run's.
+    """
+    env = dict(os.environ)
+    env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(DB_FILE).resolve()}")
     for name in names:
         subprocess.run(["dvc", "exp", "remove", name], check=False, capture_output=True)  # absent is fine
         print(f"$ {shlex.join(command(name))}", flush=True)
-        subprocess.run(command(name), check=True)
+        subprocess.run(command(name), check=True, env=env)
 
 
 def table(names: list[str], metrics_dir: Path = Path("metrics")) -> dict:
