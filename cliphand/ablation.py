@@ -29,7 +29,8 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "direct-778": (
         "without coarse-to-fine (778 vertices regressed directly)",
-        ("model.mesh.levels=[778]", "model.mesh.widths=[32]"),
+        # ``++``: Hydra's add-or-override, since params.yaml leaves ``levels`` at its default.
+        ("++model.mesh.levels=[778]", "model.mesh.widths=[32]"),
     ),
 }
 METRICS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "auc_j_aligned", "f15_aligned")
@@ -45,13 +46,20 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def experiment_metrics(name: str, baseline: str, path: str = "metrics/evaluate.json") -> tuple[str, dict]:
-    """The commit of experiment ``name`` on ``baseline`` and its evaluation metrics."""
-    ref = f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}"
-    rev = _git("for-each-ref", "--format=%(objectname)", ref)
-    if not rev:
-        raise FileNotFoundError(f"{ref}: no experiment {name!r} on {baseline[:7]}; run `{shlex.join(command(name))}`")
-    return rev, json.loads(_git("show", f"{rev}:{path}"))
+def experiment_metrics(name: str, path: str = "metrics/evaluate.json") -> tuple[str, str, dict]:
+    """The baseline and commit of experiment ``name`` and its evaluation metrics.
+
+    DVC files an experiment under the commit it started from; the newest such commit on this
+    branch's first-parent history counts, so README-only commits after an experiment keep it.
+    """
+    refs = dict(
+        line.split() for line in _git("for-each-ref", "--format=%(refname) %(objectname)", "refs/exps").splitlines()
+    )
+    for baseline in _git("rev-list", "--first-parent", "HEAD").splitlines():
+        rev = refs.get(f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}")
+        if rev:
+            return baseline, rev, json.loads(_git("show", f"{rev}:{path}"))
+    raise FileNotFoundError(f"no experiment {name!r} on this branch; run `{shlex.join(command(name))}`")
 
 
 def run(names: list[str]) -> None:
@@ -70,16 +78,15 @@ def run(names: list[str]) -> None:
 
 def table(names: list[str], metrics_dir: Path = Path("metrics")) -> dict:
     """The full model's metrics and every ablation's, with the commands that produced them."""
-    baseline = _git("rev-parse", "HEAD")
     full = json.loads((metrics_dir / "evaluate.json").read_text())["model"]
     rows = [{"name": "full", "label": "full model", "command": "dvc repro", **{k: full[k] for k in METRICS}}]
     for name in names:
-        rev, result = experiment_metrics(name, baseline)
+        baseline, rev, result = experiment_metrics(name)
         rows.append({
-            "name": name, "label": ABLATIONS[name][0], "command": shlex.join(command(name)), "rev": rev,
-            **{k: result["model"][k] for k in METRICS},
+            "name": name, "label": ABLATIONS[name][0], "command": shlex.join(command(name)),
+            "baseline": baseline, "rev": rev, **{k: result["model"][k] for k in METRICS},
         })
-    return {"baseline": baseline, "rows": rows}
+    return {"rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,7 +83,7 @@ def test_ablation_runs_as_a_dvc_experiment_and_is_tabulated(repo):
     table = json.loads((clone / "metrics" / "ablation.json").read_text())
     full, direct = table["rows"]
     assert full["name"] == "full" and direct["name"] == "direct-778"
-    assert direct["command"] == "dvc exp run --temp -n direct-778 -S 'model.mesh.levels=[778]' -S 'model.mesh.widths=[32]'"
+    assert direct["command"] == "dvc exp run --temp -n direct-778 -S '++model.mesh.levels=[778]' -S 'model.mesh.widths=[32]'"
     assert direct["pa_mpjpe_mm"] != full["pa_mpjpe_mm"] and direct["pa_mpjpe_mm"] > 0
     shown = subprocess.run(["dvc", "exp", "show", "--csv"], cwd=clone, capture_output=True, text=True)
     assert "direct-778" in shown.stdout
