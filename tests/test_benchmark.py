@@ -14,8 +14,6 @@ from torch import nn
 from cliphand import benchmark
 from cliphand.config import ConfigError, from_dict
 from cliphand.data.dataset import HandDataset
-from cliphand.data.preprocess import PreprocessConfig, preprocess
-from cliphand.data.synthetic import generate
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.export import Speedups
 from cliphand.params import BenchmarkConfig, Params, TimingConfig
@@ -29,11 +27,8 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    generate(root / "raw", n_train=4, n_eval=2, image_size=96, seed=5, workers=1, progress=False)
-    preprocess(root / "raw", root / "proc", PreprocessConfig(image_size=64, val_fraction=0.0, workers=1))
-    return HandDataset(root / "proc", "train", depth_range=8.0)
+def dataset(processed_hands):
+    return HandDataset(processed_hands, "train", depth_range=8.0)
 
 
 def test_time_calls_warms_up_then_times_the_functions_in_turn():

@@ -14,8 +14,6 @@ import torch
 
 from cliphand.benchmark import loader_speed, train_step, training_batch
 from cliphand.data.dataset import HandDataset
-from cliphand.data.preprocess import PreprocessConfig, preprocess
-from cliphand.data.synthetic import generate
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.export import InferenceModel, Speedups, speed_up
 from cliphand.training.config import TrainConfig
@@ -34,11 +32,8 @@ def model(hierarchy):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hot")
-    generate(root / "raw", n_train=4, n_eval=2, image_size=96, seed=2, workers=1, progress=False)
-    preprocess(root / "raw", root / "proc", PreprocessConfig(image_size=64, val_fraction=0.0, workers=1))
-    return HandDataset(root / "proc", "train", depth_range=8.0)
+def dataset(processed_hands):
+    return HandDataset(processed_hands, "train", depth_range=8.0)
 
 
 def _eager(module):
