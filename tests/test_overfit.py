@@ -33,7 +33,7 @@ def test_full_model_overfits_eight_hands(tmp_path):
     cfg = TrainConfig(batch_size=8, loss=LossWeights(joints=1.0, heatmap=0.5, clip=0.05, verts=1.0, mesh_joints=1.0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     history = []
-    for _ in range(250):
+    for _ in range(400):
         terms = compute_losses(model, model(data["image"]), data, cfg, with_mesh=True)
         optimizer.zero_grad()
         terms["total"].backward()
