@@ -44,6 +44,8 @@ def training_curves(history: Sequence[dict], path: Path, title: str) -> Path:
         if key in history[0]:
             axes[2].plot(epochs, [h[key] for h in history], marker="o", color=color, label=axis)
     axes[2].set(title="validation pose→prompt top-1", xlabel="epoch", ylim=(0, 1))
+    for ax in axes:
+        ax.set_xticks(epochs)  # whole epochs: a one-epoch phase is one point, not a fractional axis
     return _save(fig, path)
 
 
