@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from cliphand.files import write_json
+from cliphand.metrics import ABLATION_KEYS
 from cliphand.tracking import DEFAULT_URI
 
 DB_FILE = DEFAULT_URI.removeprefix("sqlite:///")
@@ -33,7 +34,6 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("++model.mesh.levels=[778]", "model.mesh.widths=[32]"),
     ),
 }
-METRICS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "auc_j_aligned", "f15_aligned")
 
 
 def command(name: str) -> list[str]:
@@ -79,12 +79,12 @@ def run(names: list[str]) -> None:
 def table(names: list[str], metrics_dir: Path = Path("metrics")) -> dict:
     """The full model's metrics and every ablation's, with the commands that produced them."""
     full = json.loads((metrics_dir / "evaluate.json").read_text())["model"]
-    rows = [{"name": "full", "label": "full model", "command": "dvc repro", **{k: full[k] for k in METRICS}}]
+    rows = [{"name": "full", "label": "full model", "command": "dvc repro", **{k: full[k] for k in ABLATION_KEYS}}]
     for name in names:
         baseline, rev, result = experiment_metrics(name)
         rows.append({
             "name": name, "label": ABLATIONS[name][0], "command": shlex.join(command(name)),
-            "baseline": baseline, "rev": rev, **{k: result["model"][k] for k in METRICS},
+            "baseline": baseline, "rev": rev, **{k: result["model"][k] for k in ABLATION_KEYS},
         })
     return {"rows": rows}
 

@@ -1,4 +1,4 @@
-"""Speed of the hot paths, for the ``benchmark`` stage: inference, training steps, the data loader.
+"""Speed of the hot paths, timed for the ``benchmark`` stage: inference, training steps, the data loader.
 
 Per model size (``default``: params.yaml's model; any other name: ``presets/<name>.yaml`` merged
 in, e.g. ``paper``: ResNet-50 at 256 px) and per device (the CPU always, the GPU when present):
@@ -8,8 +8,8 @@ in, e.g. ``paper``: ResNet-50 at 256 px) and per device (the CPU always, the GPU
   for the optimised path (``speed_up`` with the configured speed-ups), and for the bare timm
   backbone both ways, so the cost of everything after the backbone shows as a ratio; the batch-1
   latency after each speed-up, added one at a time; and how far the optimised outputs stray;
-* training: images/s of an optimiser step of pretraining and of fine-tuning, as ``train_phase``
-  takes it (same losses, AMP, clipping and optimiser);
+* training: images/s of an optimiser step of pretraining and of fine-tuning: the trainer's own
+  ``TrainStep`` (same losses, AMP, clipping and optimiser);
 * parameters and FLOPs per image (``torch.utils.flop_counter``, 2 FLOPs per multiply-add).
 
 Weights do not change speed, so models are built from config with random weights and nothing is
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import logging
 import platform
 import statistics
@@ -38,19 +37,21 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
-from cliphand import tracking
-from cliphand.config import ConfigError, from_dict, load_params
+from cliphand.config import (
+    BenchmarkConfig,
+    ConfigError,
+    Params,
+    Speedups,
+    TimingConfig,
+    from_dict,
+    merged_params,
+)
 from cliphand.data.dataset import HandDataset
-from cliphand.files import write_json
-from cliphand.models.cliphand3d import CLIPHand3D, ModelConfig, count_parameters
-from cliphand.models.export import InferenceModel, Speedups, speed_up
+from cliphand.models.cliphand3d import CLIPHand3D, count_parameters
+from cliphand.models.export import InferenceModel, speed_up
 from cliphand.models.hierarchy import MeshHierarchy
-from cliphand.params import BenchmarkConfig, Params, TimingConfig
-from cliphand.pipeline import METRICS, PROCESSED
-from cliphand.presets import PRESETS_DIR, deep_merge
-from cliphand.report import speed_table
-from cliphand.training.config import TrainConfig
-from cliphand.training.trainer import PHASES, compute_losses
+from cliphand.training import distributed
+from cliphand.training.trainer import PHASES, TrainStep
 
 log = logging.getLogger(__name__)
 
@@ -167,31 +168,6 @@ def training_batch(dataset: HandDataset, batch_size: int, image_size: int, devic
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def train_step(model: CLIPHand3D, cfg: TrainConfig, phase: str, device: torch.device) -> Callable[[dict], None]:
-    """One optimiser step of ``phase`` over a batch, as ``train_phase`` takes it."""
-    with_mesh = phase == "finetune"
-    model.to(device).train()
-    model.mesh.requires_grad_(with_mesh)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-
-    def step(batch: dict) -> None:
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            out = model(batch["image"], with_mesh=with_mesh)
-            total = compute_losses(model, out, batch, cfg, with_mesh)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-
-    return step
-
-
 def train_speed(
     params: Params, model: CLIPHand3D, dataset: HandDataset, device: torch.device, timing: TimingConfig
 ) -> dict[str, float]:
@@ -203,8 +179,8 @@ def train_speed(
     batch = training_batch(dataset, timing.batch_size, model.cfg.image_size, device)
     out = {}
     for phase in PHASES:
-        step = train_step(copy.deepcopy(model), getattr(params, phase), phase, device)
-        out[phase] = per_second(time_calls({phase: functools.partial(step, batch)}, timing, device)[phase], timing.batch_size)
+        step = TrainStep(copy.deepcopy(model), getattr(params, phase), phase, device, distributed.current())
+        out[phase] = per_second(time_calls({phase: functools.partial(step, [batch])}, timing, device)[phase], timing.batch_size)
     return out
 
 
@@ -224,25 +200,6 @@ def loader_speed(dataset: HandDataset, batch_size: int, workers: int, batches: i
     return samples / (time.perf_counter() - start)
 
 
-def size_params(name: str, raw: dict) -> Params:
-    """The params of a benchmark size: params.yaml itself, or with ``presets/<name>.yaml`` merged in."""
-    if name == "default":
-        return from_dict(Params, raw, "")
-    path = PRESETS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"benchmark.sizes: {name!r} is neither 'default' nor a preset ({path} does not exist)")
-    return from_dict(Params, deep_merge(raw, load_params(path)), "")
-
-
-def offline(cfg: ModelConfig) -> ModelConfig:
-    """``cfg`` with random weights everywhere: speed does not depend on them, and nothing downloads."""
-    cfg = copy.deepcopy(cfg)
-    cfg.backbone.pretrained = None
-    if cfg.text is not None:
-        cfg.text.pretrained = None
-    return cfg
-
-
 def machine(device: torch.device) -> str:
     """The device in words, with the CPU thread count."""
     if device.type == "cuda":
@@ -255,13 +212,22 @@ def machine(device: torch.device) -> str:
     return f"{name}, {torch.get_num_threads()} threads"
 
 
+def size_params(name: str, raw: dict) -> Params:
+    """The params of a benchmark size: ``default`` is params.yaml itself, any other name has
+    ``presets/<name>.yaml`` merged in."""
+    try:
+        return from_dict(Params, merged_params(raw, None if name == "default" else name), "")
+    except ConfigError as e:
+        raise ConfigError(f"benchmark.sizes: {name!r}: {e}") from None
+
+
 def benchmark_size(
     name: str, raw: dict, hierarchy: MeshHierarchy, dataset: HandDataset, devices: list[torch.device],
     cfg: BenchmarkConfig,
 ) -> dict:
     """Every number of one model size on every device."""
     params = size_params(name, raw)
-    model_cfg = offline(params.model)
+    model_cfg = params.model.offline()  # speed does not depend on the weights: nothing downloads
     torch.manual_seed(0)
     model = CLIPHand3D(model_cfg, hierarchy)
     net = InferenceModel(model)
@@ -282,43 +248,4 @@ def benchmark_size(
         result["inference"][device.type] = inference_speed(model, device, getattr(cfg.speedups, device.type), cfg)
         log.info("benchmark %s on %s: training steps", name, device)
         result["train_images_per_s"][device.type] = train_speed(params, model, dataset, device, cfg.train)
-    return result
-
-
-def run(params: Params, raw: dict) -> dict:
-    """The ``benchmark`` stage: time every size on every device, write ``metrics/speed.json``."""
-    cfg = params.benchmark
-    start = time.perf_counter()
-    devices = [torch.device("cpu")]
-    if cfg.cuda and torch.cuda.is_available():
-        devices.append(torch.device("cuda"))
-    data_stats = METRICS / "data.json"
-    if not data_stats.is_file():
-        raise FileNotFoundError(f"{data_stats}: missing; run the download stage first")
-    generation = json.loads(data_stats.read_text())
-    dataset = HandDataset(PROCESSED, "train", params.model.depth_range, params.prompts.template)
-    hierarchy = MeshHierarchy.load(PROCESSED / "hierarchy.npz")
-    with tracking.stage_run("benchmark", {"benchmark": raw.get("benchmark")}):
-        import mlflow
-
-        result = {
-            "torch": torch.__version__,
-            "devices": {d.type: machine(d) for d in devices},
-            "batch_sizes": {k: getattr(cfg, k).batch_size for k in ("latency", "throughput", "train")},
-            "data": {
-                "generation_images_per_s": generation.get("images_per_s"),
-                "loader_samples_per_s": loader_speed(
-                    dataset, params.pretrain.batch_size, params.pretrain.workers, cfg.loader_batches
-                ),
-                "loader_batch_size": params.pretrain.batch_size,
-                "loader_workers": params.pretrain.workers,
-            },
-            "sizes": {name: benchmark_size(name, raw, hierarchy, dataset, devices, cfg) for name in cfg.sizes},
-        }
-        result["seconds"] = time.perf_counter() - start
-        mlflow.set_tags({"torch": result["torch"], **{f"device.{k}": v for k, v in result["devices"].items()}})
-        flat = tracking.flatten(result)
-        mlflow.log_metrics({k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        write_json(METRICS / "speed.json", result)
-    print(speed_table(result))
     return result

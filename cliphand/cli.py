@@ -56,18 +56,16 @@ def _data_download(args: argparse.Namespace) -> None:
 
 
 def _data_show(args: argparse.Namespace) -> None:
-    import torch
-
     from cliphand import viz
+    from cliphand.camera import project
     from cliphand.data.freihand import FreiHAND
-    from cliphand.geometry import project
 
     reader = FreiHAND(args.root, args.split, load_verts=False)
     if reader.xyz is None:
         raise ValueError(f"{args.root}: split {args.split!r} has no joint annotations to draw")
     count = min(args.n, len(reader))
     samples = [reader[i] for i in range(count)]
-    uvs = [project(torch.from_numpy(s.xyz), torch.from_numpy(s.K)).numpy() for s in samples]
+    uvs = [project(s.xyz, s.K) for s in samples]
     sheet = viz.contact_sheet([s.image for s in samples], uvs, ncols=int(np.ceil(np.sqrt(count))))
     print(viz.save_png(sheet, args.out))
 
@@ -83,7 +81,8 @@ def _prompts(args: argparse.Namespace) -> None:
             raise ValueError(f"{args.root}: split {args.split!r} has no joint annotations")
         xyz = reader.xyz[reader.pose_of(int(args.sample))]
     else:
-        from cliphand.predict import load_predictor, predict_hand, read_image
+        from cliphand.predict import predict_hand, read_image
+        from cliphand.serving import load_predictor
 
         path = Path(args.sample)
         if not path.is_file():
@@ -96,7 +95,9 @@ def _prompts(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from cliphand.predict import image_files, load_predictor, predict_files
+    from cliphand.images import image_files
+    from cliphand.predict import predict_files
+    from cliphand.serving import load_predictor
 
     files = image_files(args.images)
     predictor = load_predictor(args.model, args.tracking_uri)
@@ -115,9 +116,10 @@ def _zeroshot(args: argparse.Namespace) -> None:
     import torch
     from torch.utils.data import Subset
 
-    from cliphand import plots, zeroshot
+    from cliphand import zeroshot
     from cliphand.data.dataset import HandDataset
-    from cliphand.inference import predict_dataset
+    from cliphand.figures.zeroshot import zeroshot_figure
+    from cliphand.outputs import dataset_outputs
     from cliphand.predict import load_model_file
 
     model = load_model_file(args.model)
@@ -133,18 +135,18 @@ def _zeroshot(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch-size {n}: the evaluation split has only {len(dataset)} images")
     if i >= n:
         raise ValueError(f"--index {i}: must be below --batch-size {n}")
-    pred = predict_dataset(model, Subset(dataset, range(n)), n, torch.device("cpu"), with_mesh=False, desc="zeroshot")
+    pred = dataset_outputs(model, Subset(dataset, range(n)), n, torch.device("cpu"), with_mesh=False, desc="zeroshot")
     probs = [
         zeroshot.batch_probabilities(pred["pose_feats"][a], pred["text_feats"][a], float(pred["logit_scales"][a]), n)
         for a in range(3)
     ]
     shown = ", ".join(f"{axis}: {p[i, i]:.2%}" for axis, p in zip("xyz", probs))
     print(f"batch size = {n}, id = {i}, p(own prompt | image): {shown} (chance {1 / n:.2%})")
-    print(plots.zeroshot_figure(dataset.images[i], probs, pred["prompts"], i, args.out))
+    print(zeroshot_figure(dataset.images[i], probs, pred["prompts"], i, args.out))
 
 
 def _preset(args: argparse.Namespace) -> None:
-    from cliphand.presets import apply_preset
+    from cliphand.config import apply_preset
 
     print(f"{apply_preset(args.name, args.params)}: preset {args.name} applied; now `dvc exp run` or `dvc repro`")
 

@@ -13,7 +13,7 @@ Contrastive pose–text alignment (CLIP-style, one per axis x/y/z):
 * `LogitScale`: the learnable temperature.
 * `prompt_ids`: ids that are equal exactly for equal prompt texts, on every rank.
 
-Supervised terms on 2.5D coordinates (``cliphand.geometry``): `heatmap_loss`, `joint_loss`,
+Supervised terms on 2.5D coordinates (``cliphand.codec``): `heatmap_loss`, `joint_loss`,
 `vertex_loss` (every mesh level) and `mesh_joint_loss` (joints regressed from the mesh).
 """
 
@@ -139,7 +139,7 @@ class LogitScale(nn.Module):
         return self.log_scale.exp().clamp(LOGIT_SCALE_MIN, LOGIT_SCALE_MAX)
 
 
-# Supervised pose and mesh losses (2.5D coordinates, see ``cliphand.geometry``).
+# Supervised pose and mesh losses (2.5D coordinates, see ``cliphand.codec``).
 
 
 def heatmap_loss(logits: list[torch.Tensor], joints25d: torch.Tensor, sigma_bins: float = 1.0) -> torch.Tensor:

@@ -15,6 +15,7 @@ and this module reproduces:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -178,3 +179,42 @@ def freihand_summary(
         summary[f"f{mm}"] = float(scores[0, t].mean())
         summary[f"f{mm}_aligned"] = float(scores[1, t].mean())
     return summary
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported number: its key in ``freihand_summary``'s result, how a person reads it."""
+
+    key: str
+    label: str
+    fmt: str  # a format spec, e.g. ".2f"
+    higher_is_better: bool
+
+    @property
+    def heading(self) -> str:
+        """The label with its direction, as the README's tables show it."""
+        return f"{self.label} {'↑' if self.higher_is_better else '↓'}"
+
+    def format(self, value: float) -> str:
+        return format(value, self.fmt)
+
+
+# The one list of reported metrics, in the order the README shows them: the evaluate stage writes
+# these keys, its table and the ablation table render them, validation logs a subset.
+REPORTED: tuple[Metric, ...] = (
+    Metric("pa_mpjpe_mm", "PA-MPJPE (mm)", ".2f", False),
+    Metric("pa_mpvpe_mm", "PA-MPVPE (mm)", ".2f", False),
+    Metric("mpjpe_mm", "MPJPE, camera space (mm)", ".1f", False),
+    Metric("auc_j_aligned", "AUC joints, 0–50 mm", ".3f", True),
+    Metric("auc_v_aligned", "AUC vertices, 0–50 mm", ".3f", True),
+    Metric("f5_aligned", "F@5 mm", ".3f", True),
+    Metric("f15_aligned", "F@15 mm", ".3f", True),
+)
+METRICS = {m.key: m for m in REPORTED}
+ABLATION_KEYS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "auc_j_aligned", "f15_aligned")  # the ablation table's columns
+VALIDATION_KEYS = ("pa_mpjpe_mm", "mpjpe_mm", "auc_j_aligned")  # logged per epoch (+ pa_mpvpe_mm with the mesh)
+
+
+def reported(summary: dict[str, Any]) -> dict[str, float]:
+    """The reported metrics of a ``freihand_summary`` result (those it has)."""
+    return {m.key: float(summary[m.key]) for m in REPORTED if m.key in summary}

@@ -17,64 +17,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
-from cliphand import geometry, viz
-from cliphand.crop import Box, crop_box, crop_image, crop_matrix, default_intrinsics
-from cliphand.data.render import project
+from cliphand import viz
+from cliphand.camera import project
+from cliphand.codec import Codec25D
+from cliphand.crop import (
+    Box,
+    check_intrinsics,
+    crop_box,
+    crop_image,
+    crop_matrix,
+    default_intrinsics,
+)
 from cliphand.files import write_json
+from cliphand.images import InputError, read_image
 from cliphand.meshio import write_ply
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.export import InferenceModel
 from cliphand.skeleton import JOINT_NAMES, NUM_JOINTS
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # The middle finger's MCP-PIP length (FreiHAND's ``scale``): the synthetic set's mean, about an
 # adult's proximal phalanx.
 DEFAULT_HAND_SCALE_M = 0.044
-REGISTRY_SCHEMES = ("models:/", "runs:/")
-
-
-class InputError(ValueError):
-    """An image, folder or model given by the user that cannot be used; the message names it."""
-
-
-_PIL_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-def image_files(inputs: Sequence[Path | str]) -> list[Path]:
-    """The image files named by ``inputs`` (files, or folders read one level deep, sorted).
-
-    Every file's header is read here, so a file that is not an image stops the run before any
-    model is loaded.
-    """
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise InputError(f"{item}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
-            files += found
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise InputError(f"{item}: no such file or folder")
-    for path in files:
-        try:
-            Image.open(path).close()  # the header only
-        except _PIL_ERRORS as e:
-            raise InputError(f"{path}: not a readable image ({e})") from None
-    return files
-
-
-def read_image(path: Path) -> Image.Image:
-    """A decoded RGB photo; a file that is not an image raises InputError naming it."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except _PIL_ERRORS as e:
-        raise InputError(f"{path}: not a readable image ({e})") from None
 
 
 @dataclass
@@ -107,15 +73,12 @@ class Predictor:
     def __call__(self, images: torch.Tensor, K: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Camera-space joints ``[B, 21, 3]`` and vertices ``[B, V, 3]`` (meters) for images
         ``[B, 3, S, S]`` with their crops' ``K`` ``[B, 3, 3]`` and the hands' ``scale`` ``[B]``,
-        lifted as ``CLIPHand3D.forward`` lifts them."""
-        out = self.net(images)
-        joints25d, verts25d = out[:, :NUM_JOINTS].double(), out[:, NUM_JOINTS:].double()
-        K, scale = K.double(), scale.double()
+        lifted by the codec as ``CLIPHand3D.forward`` lifts them (in float64)."""
+        out = self.net(images).double()
         ratios = torch.as_tensor(self.bone_ratios, dtype=torch.float64)
-        size, rng = self.image_size, self.depth_range
-        root = geometry.root_depth_from_bones(joints25d, K, scale, ratios, size, rng)  # [B]
-        return (geometry.from_25d(joints25d, root, K, scale, size, rng),
-                geometry.from_25d(verts25d, root, K, scale, size, rng))
+        codec = Codec25D(self.image_size, self.depth_range)
+        joints, verts = codec.lift(out[:, :NUM_JOINTS], K.double(), scale.double(), ratios, out[:, NUM_JOINTS:])
+        return joints, verts
 
 
 def load_model_file(path: Path | str) -> CLIPHand3D:
@@ -127,37 +90,6 @@ def load_model_file(path: Path | str) -> CLIPHand3D:
     from cliphand.models.io import load_model
 
     return load_model(path).eval()
-
-
-def load_predictor(source: str, tracking_uri: str) -> Predictor:
-    """A model file, or a registered model (``models:/cliphand3d/latest``, ``runs:/<id>/model``)
-    from the MLflow store at ``tracking_uri``, ready to run on the CPU."""
-    if source.startswith(REGISTRY_SCHEMES):
-        return _from_mlflow(source, tracking_uri)
-    return Predictor.from_model(load_model_file(source))
-
-
-def _from_mlflow(uri: str, tracking_uri: str) -> Predictor:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from cliphand.tracking import check_server
-
-    check_server(tracking_uri)
-    # A missing SQLite store would be created, empty, by the lookup: say where it was looked for.
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
-        raise InputError(f"{uri}: no MLflow store at {tracking_uri} (run `dvc repro`, or set --tracking-uri)")
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        info = mlflow.models.get_model_info(uri).metadata or {}
-        if "cliphand" not in info:
-            raise InputError(f"{uri}: not a cliphand model (its MLflow metadata has no 'cliphand' entry)")
-        net = mlflow.pytorch.load_model(uri, map_location="cpu")
-    except MlflowException as e:
-        raise InputError(f"{uri}: not found at {tracking_uri} ({e.message.splitlines()[0]})") from None
-    meta = info["cliphand"]
-    faces = None if meta["faces"] is None else np.asarray(meta["faces"], dtype=np.int64)
-    return Predictor(net, int(meta["image_size"]), float(meta["depth_range"]), np.asarray(meta["bone_ratios"]), faces)
 
 
 @dataclass
@@ -176,7 +108,7 @@ class HandPrediction:
     @property
     def joints_uv(self) -> np.ndarray:
         """The joints in photo pixels ``[21, 2]``."""
-        return project(self.joints, self.K)[0]
+        return project(self.joints, self.K)
 
     def to_json(self) -> dict[str, Any]:
         """Everything a consumer needs, as plain JSON (lengths in meters, 2D in photo pixels)."""
@@ -204,7 +136,7 @@ def predict_hand(predictor: Predictor, photo: Image.Image, bbox: tuple[float, fl
     """
     size = predictor.image_size
     box = crop_box(photo.width, photo.height, bbox)
-    K_photo = default_intrinsics(box) if K is None else np.asarray(K, dtype=np.float64)
+    K_photo = default_intrinsics(box) if K is None else check_intrinsics(K)
     K_crop = crop_matrix(box, size) @ K_photo
     crop = crop_image(photo, box, size)
     image = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(255.0)  # [1, 3, S, S], as HandDataset

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cliphand.files import write_text
+from cliphand.metrics import ABLATION_KEYS, METRICS, REPORTED
 
 # The paper's FreiHAND results, as published (mm; their own evaluator, see docs in the README).
 PAPER = {"pa_mpjpe_mm": 6.47, "auc_j_aligned": 0.871}
@@ -27,7 +28,7 @@ def _load(metrics_dir: Path, name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def data_table(metrics_dir: Path) -> str:
+def data_block(metrics_dir: Path) -> str:
     """Synthetic generation: images, size on disk, throughput."""
     d = _load(metrics_dir, "data")
     p = _load(metrics_dir, "preprocess")
@@ -39,7 +40,7 @@ def data_table(metrics_dir: Path) -> str:
     ])
 
 
-def zeroshot_table(metrics_dir: Path) -> str:
+def zeroshot_block(metrics_dir: Path) -> str:
     """Top-1 / top-5 / mean probability per axis and batch size, with chance."""
     t = _load(metrics_dir, "zeroshot")["table"]
     sizes = sorted(t["x"], key=int)
@@ -58,18 +59,12 @@ def zeroshot_table(metrics_dir: Path) -> str:
     return "\n".join(rows)
 
 
-def evaluate_table(metrics_dir: Path) -> str:
+def evaluate_block(metrics_dir: Path) -> str:
     """FreiHAND-protocol metrics of the model beside the mean-pose baseline."""
     e = _load(metrics_dir, "evaluate")
     m, b = e["model"], e["mean_pose_baseline"]
-    fmt = [
-        ("PA-MPJPE (mm) ↓", "pa_mpjpe_mm", "{:.2f}"), ("PA-MPVPE (mm) ↓", "pa_mpvpe_mm", "{:.2f}"),
-        ("MPJPE, camera space (mm) ↓", "mpjpe_mm", "{:.1f}"), ("AUC joints, 0–50 mm ↑", "auc_j_aligned", "{:.3f}"),
-        ("AUC vertices, 0–50 mm ↑", "auc_v_aligned", "{:.3f}"), ("F@5 mm ↑", "f5_aligned", "{:.3f}"),
-        ("F@15 mm ↑", "f15_aligned", "{:.3f}"),
-    ]
     rows = ["| metric (synthetic evaluation split) | cliphand | mean-pose baseline |", "|---|---:|---:|"]
-    rows += [f"| {label} | {f.format(m[k])} | {f.format(b[k])} |" for label, k, f in fmt]
+    rows += [f"| {r.heading} | {r.format(m[r.key])} | {r.format(b[r.key])} |" for r in REPORTED]
     src = e["error_sources"]
     rows += [
         f"| PA-MPJPE, predicted u, v with true depth (mm) | {src['pa_mpjpe_mm_uv_only']:.2f} | |",
@@ -78,16 +73,16 @@ def evaluate_table(metrics_dir: Path) -> str:
     return "\n".join(rows)
 
 
-def ablation_table(metrics_dir: Path) -> str:
+def ablation_block(metrics_dir: Path) -> str:
     """The full model against each ``dvc exp run`` ablation (``python -m cliphand.ablation``)."""
     a = _load(metrics_dir, "ablation")
+    columns = [METRICS[k] for k in ABLATION_KEYS]
     rows = [
-        "| variant | command | PA-MPJPE (mm) ↓ | PA-MPVPE (mm) ↓ | AUC joints ↑ | F@15 mm ↑ |",
-        "|---|---|---:|---:|---:|---:|",
+        "| variant | command | " + " | ".join(c.heading for c in columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
     ]
     rows += [
-        f"| {r['label']} | `{r['command']}` | {r['pa_mpjpe_mm']:.2f} | {r['pa_mpvpe_mm']:.2f} | "
-        f"{r['auc_j_aligned']:.3f} | {r['f15_aligned']:.3f} |"
+        f"| {r['label']} | `{r['command']}` | " + " | ".join(c.format(r[c.key]) for c in columns) + " |"
         for r in a["rows"]
     ]
     return "\n".join(rows)
@@ -100,7 +95,7 @@ SPEED_STEPS = {
 }
 
 
-def speed_table(s: dict) -> str:
+def speed_block(s: dict) -> str:
     """Inference speed (eager fp32 vs optimised, vs the bare backbone), each speed-up, training, data."""
     runs = [(name, dev, size, inf) for name, size in s["sizes"].items() for dev, inf in size["inference"].items()]
     one, many, train_batch = (s["batch_sizes"][k] for k in ("latency", "throughput", "train"))
@@ -150,11 +145,11 @@ def speed_table(s: dict) -> str:
 
 
 BLOCKS: dict[str, Callable[[Path], str]] = {
-    "data": data_table,
-    "zeroshot": zeroshot_table,
-    "evaluate": evaluate_table,
-    "ablation": ablation_table,
-    "speed": lambda metrics_dir: speed_table(_load(metrics_dir, "speed")),
+    "data": data_block,
+    "zeroshot": zeroshot_block,
+    "evaluate": evaluate_block,
+    "ablation": ablation_block,
+    "speed": lambda metrics_dir: speed_block(_load(metrics_dir, "speed")),
 }
 
 

@@ -96,26 +96,3 @@ def stage_run(stage: str, params: Mapping[str, Any], run_id: str | None = None) 
         if run_id is None:
             mlflow.log_params(flatten(params))
         yield run
-
-
-def log_model(model: Any, dataset: Any, registered_name: str = REGISTERED_MODEL) -> Any:
-    """Log the inference model with an input example and signature, and register it."""
-    import mlflow
-    import torch
-    from mlflow.models import infer_signature
-
-    from cliphand.models.export import InferenceModel
-    from cliphand.predict import Predictor
-
-    wrapped = InferenceModel(model)
-    example = torch.stack([dataset[i]["image"] for i in range(min(2, len(dataset)))]).numpy()
-    with torch.inference_mode():
-        output = wrapped(torch.from_numpy(example)).numpy()
-    return mlflow.pytorch.log_model(
-        wrapped,
-        name="model",
-        input_example=example,
-        signature=infer_signature(example, output),
-        registered_model_name=registered_name,
-        metadata=Predictor.from_model(model).metadata(),  # what lifting the output to camera space needs
-    )

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from cliphand.camera import project
 from cliphand.crop import Box, crop_matrix
 from cliphand.data import render
 from cliphand.skeleton import BONES, FINGER_COLORS, NUM_JOINTS, finger_of
@@ -82,7 +83,7 @@ def render_mesh(verts: np.ndarray, faces: np.ndarray | None, K: np.ndarray, size
     if faces is None:
         out = Image.fromarray(base)
         draw = ImageDraw.Draw(out)
-        for u, v in render.project(verts, K)[0]:
+        for u, v in project(verts, K):
             draw.point((float(u), float(v)), fill=(200, 120, 90))
         return out
     albedo = np.broadcast_to(_MESH_ALBEDO, verts.shape)
@@ -112,7 +113,7 @@ def prediction_panels(image: np.ndarray | Image.Image, K: np.ndarray, joints: np
         raise ValueError(f"image: expected a square crop, got {pil.width}x{pil.height}")
     K_view = crop_matrix(Box(0, 0, pil.width), size) @ np.asarray(K, dtype=np.float64)  # K of the resized crop
     pil = pil.resize((size, size), Image.Resampling.BICUBIC)
-    uv = render.project(np.asarray(joints, dtype=np.float64), K_view)[0]
+    uv = project(np.asarray(joints, dtype=np.float64), K_view)
     panels = [
         (draw_skeleton(pil, uv), "2D skeleton"),
         (render_mesh(verts, faces, K_view, size, pil, _OVERLAY_OPACITY), "mesh"),

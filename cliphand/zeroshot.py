@@ -146,3 +146,14 @@ def zeroshot_table(
         }
         for axis, f in features.items()
     }
+
+
+def split_features(outputs: Mapping) -> dict[str, AxisFeatures]:
+    """Per-axis features of a split from ``cliphand.outputs.dataset_outputs`` (with text)."""
+    return {
+        axis: AxisFeatures(
+            outputs["pose_feats"][a], outputs["text_feats"][a], [p[a] for p in outputs["prompts"]],
+            float(outputs["logit_scales"][a]),
+        )
+        for a, axis in enumerate("xyz")
+    }

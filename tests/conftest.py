@@ -16,13 +16,16 @@ import pytest
 import torch
 import yaml
 
-from cliphand.data.preprocess import PreprocessConfig, preprocess
+from cliphand.config import (
+    BackboneConfig,
+    MeshConfig,
+    ModelConfig,
+    PreprocessConfig,
+    TextConfig,
+)
+from cliphand.data.preprocess import preprocess
 from cliphand.data.synthetic import generate
-from cliphand.models.backbone import BackboneConfig
-from cliphand.models.cliphand3d import ModelConfig
 from cliphand.models.hierarchy import build_hierarchy
-from cliphand.models.mesh_regressor import MeshConfig
-from cliphand.text.encoder import TextConfig
 
 torch.set_num_threads(2)
 

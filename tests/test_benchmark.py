@@ -9,18 +9,24 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_config
 from torch import nn
 
 from cliphand import benchmark
-from cliphand.config import ConfigError, from_dict
+from cliphand.config import (
+    BenchmarkConfig,
+    ConfigError,
+    Params,
+    Speedups,
+    TimingConfig,
+    TrainConfig,
+    from_dict,
+)
 from cliphand.data.dataset import HandDataset
 from cliphand.models.cliphand3d import CLIPHand3D
-from cliphand.models.export import Speedups
-from cliphand.params import BenchmarkConfig, Params, TimingConfig
-from cliphand.report import speed_table
-from cliphand.training.config import TrainConfig
-
-from conftest import tiny_config
+from cliphand.report import speed_block
+from cliphand.training import distributed
+from cliphand.training.trainer import TrainStep
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -79,7 +85,7 @@ def test_sizes_come_from_params_and_presets_without_downloads():
     assert benchmark.size_params("default", raw).model.backbone.name == raw["model"]["backbone"]["name"]
     paper = benchmark.size_params("paper", raw)
     assert (paper.model.backbone.name, paper.model.image_size) == ("resnet50", 256)
-    offline = benchmark.offline(paper.model)
+    offline = paper.model.offline()
     assert offline.backbone.pretrained is None and offline.text.pretrained is None
     assert paper.model.backbone.pretrained == "timm"  # the original is left alone
     with pytest.raises(ConfigError, match=r"benchmark\.sizes: 'huge'.*presets/huge\.yaml"):
@@ -106,7 +112,7 @@ def test_a_training_step_trains_what_its_phase_trains(hierarchy, dataset, phase)
     model = CLIPHand3D(tiny_config(), hierarchy)
     mesh, head = copy.deepcopy(model.mesh.state_dict()), copy.deepcopy(model.pose_head.state_dict())
     batch = benchmark.training_batch(dataset, 4, 64, CPU)
-    benchmark.train_step(model, TrainConfig(batch_size=4), phase, CPU)(batch)
+    TrainStep(model, TrainConfig(batch_size=4), phase, CPU, distributed.current())([batch])
     changed = lambda before, after: any(not torch.equal(before[k], after[k]) for k in before)
     assert changed(head, model.pose_head.state_dict())
     assert changed(mesh, model.mesh.state_dict()) == (phase == "finetune")
@@ -126,7 +132,7 @@ def test_loader_speed(dataset):
 
 
 def test_speed_table_renders_every_size_device_and_step():
-    table = speed_table(json.loads(SPEED_EXAMPLE))
+    table = speed_block(json.loads(SPEED_EXAMPLE))
     assert (
         "| paper (resnet50 at 256 px) | cpu | 25.0 M | 12.00 (10.00) | 80.0 / 90.0 ms | 40.0 / 44.0 ms | 2.00× | "
         "12.0 / 30.0 | 1.25× / 1.30×; 1.18× / 1.20× |"

@@ -12,7 +12,8 @@ from conftest import tiny_config
 from PIL import Image
 
 from cliphand.cli import build_parser, main
-from cliphand.data.preprocess import PreprocessConfig, preprocess
+from cliphand.config import PreprocessConfig
+from cliphand.data.preprocess import preprocess
 from cliphand.data.synthetic import generate
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.hierarchy import MeshHierarchy

@@ -14,17 +14,15 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import tiny_config
 from torch import nn
 
-from cliphand.config import ConfigError
+from cliphand.config import ConfigError, LossWeights, TrainConfig
 from cliphand.data.dataset import HandDataset
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.hierarchy import MeshHierarchy
 from cliphand.training import distributed
-from cliphand.training.config import LossWeights, TrainConfig
 from cliphand.training.trainer import train_phase
-
-from conftest import tiny_config
 
 CFG = TrainConfig(
     epochs=2, batch_size=8, lr=2e-3, warmup_steps=2, workers=0, seed=3, checkpoint_every=100,

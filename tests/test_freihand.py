@@ -98,6 +98,16 @@ def _set_nan(data: list) -> None:
     data[1][20][2] = float("nan")
 
 
+def _set(*where: int, value: object) -> Callable[[list], None]:
+    """An edit setting ``data[where[0]][where[1]]...`` to ``value``."""
+    def edit(data: list) -> None:
+        *outer, last = where
+        for i in outer:
+            data = data[i]
+        data[last] = value
+    return edit
+
+
 # (damage to the copy, message that must appear when the training split is opened)
 OPEN_ERRORS = {
     "missing annotation": (
@@ -119,6 +129,30 @@ OPEN_ERRORS = {
     "nan": (
         lambda r: _edit_json(annotation_path(r, "training", "xyz"), _set_nan),
         r"training_xyz\.json\[1\]: non-finite value nan at position \(20, 2\)"),
+    "deeply nested json": (
+        lambda r: annotation_path(r, "training", "xyz").write_text("[" * 100_000),
+        r"training_xyz\.json\[0\]: malformed JSON: nested too deeply"),
+    "over-long integer": (
+        lambda r: annotation_path(r, "training", "scale").write_text("[0.01, " + "1" * 5000 + "]"),
+        r"training_scale\.json\[1\]: non-finite value inf"),
+    "non-finite scale": (
+        lambda r: _edit_json(annotation_path(r, "training", "scale"), _set(1, value=float("inf"))),
+        r"training_scale\.json\[1\]: non-finite value inf"),
+    "zero scale": (
+        lambda r: _edit_json(annotation_path(r, "training", "scale"), _set(1, value=0)),
+        r"training_scale\.json\[1\]: scale must be positive, got 0"),
+    "negative scale": (
+        lambda r: _edit_json(annotation_path(r, "training", "scale"), _set(0, value=-0.02)),
+        r"training_scale\.json\[0\]: scale must be positive, got -0\.02"),
+    "zero focal length": (
+        lambda r: _edit_json(annotation_path(r, "training", "K"), _set(1, 0, 0, value=0.0)),
+        r"training_K\.json\[1\]: focal length K\[0\]\[0\] must be positive, got 0"),
+    "negative focal length": (
+        lambda r: _edit_json(annotation_path(r, "training", "K"), _set(0, 1, 1, value=-500.0)),
+        r"training_K\.json\[0\]: focal length K\[1\]\[1\] must be positive, got -500"),
+    "K without 0, 0, 1": (
+        lambda r: _edit_json(annotation_path(r, "training", "K"), _set(1, 2, value=[0, 0, 0])),
+        r"training_K\.json\[1\]: last row of K must be \[0, 0, 1\], got \[0\.0, 0\.0, 0\.0\]"),
     "missing image": (
         lambda r: image_path(r, "training", 6).unlink(),
         r"rgb/00000006\.jpg \(index 6\): missing; found 7 images, expected 8"),
@@ -155,6 +189,16 @@ def test_corrupt_image(root: Path) -> None:
     with pytest.raises(DatasetError, match=r"training/rgb/00000007\.jpg \(index 7\): "
                                            "cannot decode image: "):
         ds[7]
+
+
+def test_image_in_a_refused_format(root: Path) -> None:
+    """Only JPEG, PNG, BMP, WEBP and TIFF are decoded: a GIF (or an EPS, which runs Ghostscript)
+    under an image's name is not."""
+    path = image_path(root, "training", 3)
+    with Image.open(path) as image:
+        image.save(path, format="GIF")
+    with pytest.raises(DatasetError, match=r"training/rgb/00000003\.jpg \(index 3\): cannot decode image"):
+        FreiHAND(root)[3]
 
 
 def test_corrupt_mask(root: Path) -> None:

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from cliphand.metrics import AUC_THRESHOLDS_M, fscore, freihand_summary, procrustes_align
+from cliphand.metrics import (
+    AUC_THRESHOLDS_M,
+    freihand_summary,
+    fscore,
+    procrustes_align,
+)
 
 N = 6
 

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config
 
-from cliphand.config import ConfigError, from_dict
-from cliphand.models.backbone import Backbone, BackboneConfig
-from cliphand.models.cliphand3d import CLIPHand3D, ModelConfig, count_parameters
+from cliphand.checkpoint import CheckpointError
+from cliphand.config import (
+    BackboneConfig,
+    ConfigError,
+    ModelConfig,
+    from_dict,
+    read_params,
+)
+from cliphand.models.backbone import Backbone
+from cliphand.models.cliphand3d import CLIPHand3D, count_parameters
 from cliphand.models.io import load_model, save_model
 from cliphand.models.pose_head import heatmap_bins, soft_argmax
-from cliphand.checkpoint import CheckpointError
-
-from conftest import tiny_config
 
 
 def test_soft_argmax_is_normalised_to_unit_interval():
@@ -137,11 +143,9 @@ def test_model_file_round_trip_and_strict_partial_load(hierarchy, tmp_path):
 
 
 def test_paper_preset_builds_and_runs(hierarchy):
-    from cliphand.text.encoder import PRESETS
-
-    text = dataclasses.replace(PRESETS["ViT-B-32"], pretrained=None)  # weights cannot be fetched offline
-    cfg = ModelConfig(image_size=256, backbone=BackboneConfig(name="resnet50"), text=text)
-    model = CLIPHand3D(cfg, hierarchy)
+    root = Path(__file__).resolve().parents[1]
+    params, _ = read_params(root / "params.yaml", "paper", root / "presets")
+    model = CLIPHand3D(params.model.offline(), hierarchy)  # weights cannot be fetched offline
     counts = count_parameters(model)
     assert 23e6 < counts["backbone"] < 24.5e6  # ResNet-50 without its classifier
     assert 60e6 < counts["text"]  # CLIP ViT-B/32's text transformer and its adapters
@@ -151,10 +155,6 @@ def test_paper_preset_builds_and_runs(hierarchy):
 
 
 def test_default_preset_from_params_builds_and_trains_a_step(hierarchy):
-    from pathlib import Path
-
-    from cliphand.params import read_params
-
     params, _ = read_params(Path(__file__).resolve().parents[1] / "params.yaml")
     model = CLIPHand3D(params.model, hierarchy)
     size = params.model.image_size

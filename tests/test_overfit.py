@@ -5,18 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 from torch.utils.data import default_collate
 
 from cliphand import zeroshot
+from cliphand.config import LossWeights, PreprocessConfig, TrainConfig
 from cliphand.data.dataset import HandDataset
-from cliphand.data.preprocess import PreprocessConfig, preprocess
+from cliphand.data.preprocess import preprocess
 from cliphand.data.synthetic import generate
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.hierarchy import MeshHierarchy
-from cliphand.training.config import LossWeights, TrainConfig
 from cliphand.training.trainer import compute_losses
-
-from conftest import tiny_config
 
 
 @pytest.mark.slow
@@ -30,7 +29,7 @@ def test_full_model_overfits_eight_hands(tmp_path):
     assert all(len(set(p)) == 8 for p in data["prompts"])
 
     model = CLIPHand3D(tiny_config(), MeshHierarchy.load(tmp_path / "proc" / "hierarchy.npz"))
-    cfg = TrainConfig(batch_size=8, loss=LossWeights(joints=1.0, heatmap=0.5, clip=0.05, verts=1.0, mesh_joints=1.0))
+    cfg = TrainConfig(batch_size=8, lr=1e-3, loss=LossWeights(joints=1.0, heatmap=0.5, clip=0.05, verts=1.0, mesh_joints=1.0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     history = []
     for _ in range(400):

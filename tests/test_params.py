@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cliphand.config import ConfigError
+from cliphand.config import ConfigError, Params, read_params
 from cliphand.models.cliphand3d import CLIPHand3D
-from cliphand.params import read_params
-from cliphand.presets import preset_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +53,8 @@ def test_bad_params_name_the_key(tmp_path, edit, key):
 def test_stage_stops_at_once_on_bad_params(tmp_path):
     _write(tmp_path, lambda p: p["pretrain"].update(batch_size=0))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / "pretrain.py")], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "cliphand.stages.pretrain"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 2
     assert "pretrain.batch_size" in result.stderr and "Traceback" not in result.stderr
@@ -67,19 +67,10 @@ def test_unknown_backbone_is_an_error_naming_the_key(tmp_path, hierarchy):
 
 
 def test_paper_preset_loads_and_builds_at_paper_size(tmp_path, hierarchy):
-    merged = preset_params("paper", ROOT / "params.yaml", ROOT / "presets")
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(merged))
-    params, _ = read_params(path)
+    params, _ = read_params(ROOT / "params.yaml", "paper", ROOT / "presets")
     assert (params.data.source, params.model.image_size, params.model.backbone.name) == ("freihand", 256, "resnet50")
     assert (params.model.text.model, params.model.text.pretrained, params.model.text.frozen) == ("ViT-B-32", "openai", True)
-    # Offline, build it without downloading weights: the same architecture.
-    cfg = dataclasses.replace(
-        params.model,
-        backbone=dataclasses.replace(params.model.backbone, pretrained=None),
-        text=dataclasses.replace(params.model.text, pretrained=None),
-    )
-    model = CLIPHand3D(cfg, hierarchy)
+    model = CLIPHand3D(params.model.offline(), hierarchy)  # offline: the same architecture, no downloads
     import torch
 
     with torch.no_grad():
@@ -89,4 +80,10 @@ def test_paper_preset_loads_and_builds_at_paper_size(tmp_path, hierarchy):
 
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ConfigError, match="known: paper"):
-        preset_params("fastest", ROOT / "params.yaml", ROOT / "presets")
+        read_params(ROOT / "params.yaml", "fastest", ROOT / "presets")
+
+
+def test_the_dataclass_defaults_are_params_yaml():
+    """One source of values: code that builds a section in Python gets what the pipeline gets."""
+    params, _ = read_params(ROOT / "params.yaml")
+    assert dataclasses.asdict(Params()) == dataclasses.asdict(params)

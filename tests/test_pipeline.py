@@ -63,13 +63,13 @@ def test_server_has_runs_params_metrics_tags_and_the_registered_model(repo, mlfl
 def test_exp_run_with_a_param_override_and_two_processes(repo):
     clone, env = repo
     result = subprocess.run(
-        ["dvc", "exp", "run", "-S", "pretrain.epochs=1", "-S", "train.nproc=2"],
+        ["dvc", "exp", "run", "-S", "pretrain.epochs=1", "-S", "launch.nproc=2"],
         cwd=clone, env=env, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "torch.distributed.run" in result.stdout + result.stderr  # relaunched under torchrun
     shown = subprocess.run(["dvc", "exp", "show", "--csv"], cwd=clone, capture_output=True, text=True)
-    assert "pretrain.epochs" in shown.stdout and "train.nproc" in shown.stdout
+    assert "pretrain.epochs" in shown.stdout and "launch.nproc" in shown.stdout
 
 
 @pytest.mark.slow
@@ -97,7 +97,7 @@ def test_a_dead_tracking_server_stops_the_stage_before_any_work(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
     start = time.time()
     result = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / "pretrain.py")], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "cliphand.stages.pretrain"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True
     )
     assert result.returncode == 3 and "does not answer" in result.stderr
     assert time.time() - start < 60 and not (tmp_path / "checkpoints").exists()

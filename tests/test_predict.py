@@ -11,6 +11,7 @@ from conftest import tiny_config
 from PIL import Image
 
 from cliphand import viz
+from cliphand.camera import project
 from cliphand.crop import (
     Box,
     crop_box,
@@ -21,20 +22,12 @@ from cliphand.crop import (
     parse_intrinsics,
 )
 from cliphand.data import handmodel
-from cliphand.data.render import project
 from cliphand.data.synthetic import make_pose
+from cliphand.images import InputError, image_files, read_image
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.io import save_model
-from cliphand.predict import (
-    InputError,
-    Predictor,
-    image_files,
-    load_predictor,
-    predict_files,
-    predict_hand,
-    read_image,
-    write_prediction,
-)
+from cliphand.predict import Predictor, predict_files, predict_hand, write_prediction
+from cliphand.serving import load_predictor
 from cliphand.tracking import TrackingError
 
 
@@ -102,7 +95,7 @@ def test_prediction_is_the_models_own_pose_in_photo_pixels(model, predictor, pho
     np.testing.assert_allclose(pred.joints, out.joints_cam[0].numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(pred.verts, out.verts_cam[0].numpy(), rtol=1e-4, atol=1e-5)
     uv25 = out.joints25d[0, :, :2].numpy() * model.cfg.image_size - 0.5  # crop pixels
-    np.testing.assert_allclose(project(pred.joints, pred.K_crop)[0], uv25, atol=1e-3)
+    np.testing.assert_allclose(project(pred.joints, pred.K_crop), uv25, atol=1e-3)
     # Back in the photo: undo the crop's scale and offset.
     side = pred.box.side / model.cfg.image_size
     np.testing.assert_allclose(pred.joints_uv, (uv25 + 0.5) * side - 0.5 + [pred.box.x, pred.box.y], atol=1e-3)
@@ -217,7 +210,7 @@ def test_load_from_the_model_registry(model, predictor, photo, tmp_path, monkeyp
     """The finetune stage's registration, then `--model models:/cliphand3d/latest`."""
     import mlflow
 
-    from cliphand.tracking import log_model
+    from cliphand.serving import log_model
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from cliphand import geometry
+from cliphand.camera import project
+from cliphand.config import ConfigError, PreprocessConfig
 from cliphand.data.dataset import HandDataset
 from cliphand.data.freihand import FreiHAND
-from cliphand.data.preprocess import PreprocessConfig, preprocess
+from cliphand.data.preprocess import preprocess
 from cliphand.data.synthetic import generate
-from cliphand.config import ConfigError
 from cliphand.models.hierarchy import LEVELS, MeshHierarchy
 
 
@@ -36,8 +36,8 @@ def test_intrinsics_follow_the_resize(processed):
     reader = FreiHAND(root / "raw", "training")
     train = np.load(root / "proc" / "train.npz")
     i, pose = 3, int(train["pose"][3])
-    uv_small = geometry.project(torch.from_numpy(train["xyz"][i])[None], torch.from_numpy(train["K"][i])[None])[0]
-    uv_big = geometry.project(torch.tensor(reader.xyz[pose])[None], torch.tensor(reader.K[pose])[None])[0]
+    uv_small = project(torch.from_numpy(train["xyz"][i])[None], torch.from_numpy(train["K"][i])[None])[0]
+    uv_big = project(torch.tensor(reader.xyz[pose])[None], torch.tensor(reader.K[pose])[None])[0]
     np.testing.assert_allclose(uv_small.numpy(), (uv_big.numpy() + 0.5) * 0.5 - 0.5, atol=1e-9)
 
 

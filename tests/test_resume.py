@@ -17,15 +17,14 @@ import psutil
 import pytest
 import torch
 import yaml
+from conftest import tiny_config
 
 from cliphand.checkpoint import CheckpointError, load_checkpoint
+from cliphand.config import TrainConfig
 from cliphand.data.dataset import HandDataset
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.hierarchy import MeshHierarchy
-from cliphand.training.config import TrainConfig
 from cliphand.training.trainer import NonFiniteLossError, train_phase
-
-from conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = TrainConfig(epochs=2, batch_size=8, warmup_steps=2, workers=0, checkpoint_every=100)
@@ -90,7 +89,7 @@ def _model_mismatch(state: dict) -> None:
          r"checkpoint \(3,\) vs model \(\d+,\); delete .* to start fresh"),
         (_edit(lambda s: s["optimizer"]["param_groups"].clear()), CFG, r"cannot restore the training state \(ValueError"),
         (lambda path: None, replace(CFG, batch_size=4, lr=0.1),
-         r"written by a different run \(batch_size: checkpoint 8, now 4; lr: checkpoint 0\.001, now 0\.1\); "
+         r"written by a different run \(batch_size: checkpoint 8, now 4; lr: checkpoint 0\.002, now 0\.1\); "
          r"resume with its settings or delete .* to start fresh"),
         (_edit(lambda s: s.update(phase="finetune")), CFG, r"holds phase 'finetune', not 'pretrain'"),
     ],
@@ -115,12 +114,12 @@ TINY_MODEL = {
 
 
 def stage_dir(root: Path, processed: Path, nproc: int) -> tuple[Path, dict]:
-    """A working directory for ``stages/pretrain.py``: tiny params, the data, its own MLflow store."""
+    """A working directory for the ``pretrain`` stage: tiny params, the data, its own MLflow store."""
     root.mkdir(parents=True)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"].update(TINY_MODEL)
     params["preprocess"]["image_size"] = 64
-    params["train"] = {"nproc": nproc}
+    params["launch"] = {"nproc": nproc}
     params["pretrain"].update(epochs=2, batch_size=8, warmup_steps=2, workers=0, checkpoint_every=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "data").mkdir()
@@ -131,7 +130,7 @@ def stage_dir(root: Path, processed: Path, nproc: int) -> tuple[Path, dict]:
 
 def run_stage(root: Path, env: dict) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / "pretrain.py")], cwd=root, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "cliphand.stages.pretrain"], cwd=root, env=env, capture_output=True, text=True,
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -150,7 +149,7 @@ def test_a_stage_killed_mid_epoch_resumes_into_the_same_metrics_and_mlflow_run(p
     killed, env = stage_dir(tmp_path / "killed", processed_hands, nproc)
     checkpoint = killed / "checkpoints" / "pretrain.pt"
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "stages" / "pretrain.py")], cwd=killed, env=env,
+        [sys.executable, "-m", "cliphand.stages.pretrain"], cwd=killed, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 600

@@ -12,12 +12,24 @@ from PIL import Image
 from scipy import ndimage
 
 from cliphand import viz
+from cliphand.camera import project
 from cliphand.data import handmodel, render, synthetic
 from cliphand.data.layout import (
-    ANNOTATIONS, HAND_MODEL_FILE, SPLITS, TRAINING_VERSIONS, annotation_path, image_path,
+    ANNOTATIONS,
+    HAND_MODEL_FILE,
+    SPLITS,
+    TRAINING_VERSIONS,
+    annotation_path,
+    image_path,
     mask_path,
 )
-from cliphand.skeleton import FINGERTIP_JOINTS, FINGERTIP_VERTS, NUM_JOINTS, NUM_VERTS, PARENTS
+from cliphand.skeleton import (
+    FINGERTIP_JOINTS,
+    FINGERTIP_VERTS,
+    NUM_JOINTS,
+    NUM_VERTS,
+    PARENTS,
+)
 
 N_TRAIN, N_EVAL, SIZE, SEED = 4, 2, 96, 3
 
@@ -42,7 +54,7 @@ def _n(split: str) -> int:
 
 
 def _uv(xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
-    return render.project(xyz, K)[0]
+    return project(xyz, K)
 
 
 # --- Hand model ----------------------------------------------------------------------------------

@@ -14,14 +14,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from cliphand.config import TextConfig, read_params
 from cliphand.skeleton import JOINT_NAMES, NUM_JOINTS
 from cliphand.text import encoder as encoder_module
 from cliphand.text.encoder import (
     LRUCache,
-    TextConfig,
     TextEncoder,
     build_text_tower,
-    text_config,
     tower_states,
 )
 from cliphand.text.prompts import (
@@ -45,8 +44,13 @@ def tokenizer() -> open_clip.SimpleTokenizer:
 
 def tiny_config(**overrides) -> TextConfig:
     """The small preset shrunk further: fast enough for many forward passes on a 2-core CPU."""
-    base = text_config("small", width=64, layers=2, heads=2, embed_dim=32, adapter_heads=2)
-    return replace(base, **overrides)
+    return replace(TextConfig(width=64, layers=2, heads=2, embed_dim=32, adapter_heads=2), **overrides)
+
+
+def paper_text() -> TextConfig:
+    """The paper preset's text side (OpenAI CLIP ViT-B/32, frozen), as presets/paper.yaml sets it."""
+    root = Path(__file__).resolve().parents[1]
+    return read_params(root / "params.yaml", "paper", root / "presets")[0].model.text
 
 
 def random_hands(n: int, seed: int) -> np.ndarray:
@@ -390,11 +394,11 @@ def test_openai_offline_asks_for_a_local_checkpoint(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(encoder_module.open_clip, "download_pretrained", offline)
     with pytest.raises(RuntimeError, match="local checkpoint"):
-        TextEncoder(text_config("ViT-B-32"))
+        TextEncoder(paper_text())
 
 
 def test_vit_b_32_preset_builds_the_openai_architecture() -> None:
-    cfg = text_config("ViT-B-32")
+    cfg = paper_text()
     assert (cfg.pretrained, cfg.frozen, cfg.embed_dim, cfg.adapter_layers) == ("openai", True, 512, 2)
     tower = build_text_tower(replace(cfg, pretrained=None))  # built, not run: no weights offline
     assert (tower.width, len(tower.transformer.resblocks), tower.heads) == (512, 12, 8)

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from cliphand.zeroshot import AxisFeatures, batch_probabilities, retrieval_metrics, zeroshot_table
+from cliphand.zeroshot import (
+    AxisFeatures,
+    batch_probabilities,
+    retrieval_metrics,
+    zeroshot_table,
+)
 
 
 def _unit(rows: int, dim: int = 64, seed: int = 0) -> torch.Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cliphand import geometry
+from cliphand.codec import Codec25D
 from cliphand.text.prompts import make_prompts
 
 
@@ -16,7 +16,7 @@ class HandDataset(Dataset):
     """Samples of one processed split: image in [0, 1], ``K``, ``scale``, targets and prompts.
 
     Targets: ``xyz`` [21, 3] and ``verts`` [778, 3] in meters, and their 2.5D forms
-    ``joints25d``/``verts25d`` (``cliphand.geometry``); ``prompts``: the x, y, z sentences.
+    ``joints25d``/``verts25d`` (``cliphand.codec``); ``prompts``: the x, y, z sentences.
     Images are memory-mapped, so workers share the page cache instead of copies.
     """
 
@@ -33,6 +33,7 @@ class HandDataset(Dataset):
             raise ValueError(f"{img_path}: {len(self.images)} images but {len(self.ann['K'])} annotations in {ann_path}")
         self.size = self.images.shape[1]
         self.depth_range = depth_range
+        self.codec = Codec25D(self.size, depth_range)
         self.has_targets = "xyz" in self.ann and "verts" in self.ann
         if self.has_targets:
             kwargs = {} if template is None else {"template": template}
@@ -44,8 +45,8 @@ class HandDataset(Dataset):
         scale = torch.from_numpy(self.ann["scale"]).double()
         xyz = torch.from_numpy(self.ann["xyz"]).double()
         verts = torch.from_numpy(self.ann["verts"]).double()
-        j25 = geometry.camera_to_25d(xyz, K, scale, self.size, self.depth_range)
-        v25 = geometry.points_to_25d(verts, xyz[:, 0, 2], K, scale, self.size, self.depth_range)
+        j25 = self.codec.encode(xyz, K, scale)
+        v25 = self.codec.encode_points(verts, xyz[:, 0, 2], K, scale)
         self.ann["joints25d"], self.ann["verts25d"] = j25.float().numpy(), v25.float().numpy()
 
     def __len__(self) -> int:

@@ -2,9 +2,11 @@
 
 Every problem found in the files raises DatasetError with the file, and where it applies the
 entry or image index, in its message, e.g. ``.../training_xyz.json[5]: expected shape (21, 3),
-got (20, 3)``. Annotations are checked when the dataset is opened, except the mesh vertices,
-which are read on first use (FreiHAND's ``training_verts.json`` is about 1 GB); images and masks
-are checked as they are read.
+got (20, 3)``. Values must be finite, and scales and focal lengths positive (a zero is a number,
+but divides by zero later, into a NaN loss). Annotations are checked when the dataset is opened,
+except the mesh vertices, which are read on first use (FreiHAND's ``training_verts.json`` is about
+1 GB); images (JPEG, PNG, BMP, WEBP or TIFF only: ``IMAGE_FORMATS``) and masks are checked as they
+are read.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from cliphand.data.layout import (
     mask_path,
     num_versions,
 )
+from cliphand.images import IMAGE_FORMATS
 from cliphand.skeleton import NUM_JOINTS, NUM_VERTS
 
 
@@ -86,10 +89,11 @@ def load_annotation(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """A JSON list of arrays of ``shape`` as one float64 array ``[N, *shape]``, validated.
 
     The list is decoded entry by entry so that a huge file (verts) never exists as one nested
-    Python list, and so that an error can name the entry.
+    Python list, and so that an error can name the entry. Integers are read as floats: an
+    over-long one becomes inf (refused below) instead of hitting Python's limit on integer digits.
     """
     text = _read_text(path)
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_int=float)
 
     def malformed(error: json.JSONDecodeError) -> DatasetError:
         return DatasetError(f"{path}: malformed JSON at line {error.lineno}, column "
@@ -106,6 +110,8 @@ def load_annotation(path: Path, shape: tuple[int, ...]) -> np.ndarray:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             raise malformed(e) from None
+        except RecursionError:
+            raise DatasetError(f"{path}[{len(entries)}]: malformed JSON: nested too deeply") from None
         entries.append(_entry(path, len(entries), value, shape))
         pos = _WHITESPACE.match(text, pos).end()
         if text.startswith("]", pos):
@@ -128,10 +134,18 @@ def load_annotation(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return array
 
 
+def _require_positive(path: Path, values: np.ndarray, what: str) -> None:
+    """``values`` (one per entry of ``path``, finite) must be > 0; the error names the first that
+    is not."""
+    bad = np.flatnonzero(values <= 0)
+    if bad.size:
+        raise DatasetError(f"{path}[{bad[0]}]: {what} must be positive, got {values[bad[0]]:g}")
+
+
 def _read_image(path: Path, what: str, where: str, mode: str) -> np.ndarray:
     """Decode an image file with PIL in ``mode``; errors name the file and ``where``."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             return np.array(image.convert(mode))
     except FileNotFoundError:
         raise DatasetError(f"{path} ({where}): {what} is missing") from None
@@ -164,7 +178,9 @@ class FreiHAND:
         self.num_poses = len(self._K)
         if self.num_poses == 0:
             raise DatasetError(f"{annotation_path(self.root, split, 'K')}: no entries")
+        self._check_camera()
         self._scale = self._load("scale", (), required=True)
+        _require_positive(annotation_path(self.root, split, "scale"), self._scale, "scale")
         self._xyz = self._load("xyz", (NUM_JOINTS, 3), required=split == "training")
         self._verts: np.ndarray | None = None
         verts_file = annotation_path(self.root, split, "verts")
@@ -189,6 +205,16 @@ class FreiHAND:
                                f"{annotation_path(self.root, self.split, 'K').name} has "
                                f"{self.num_poses} (one per pose)")
         return array
+
+    def _check_camera(self) -> None:
+        """Focal lengths positive and last rows 0, 0, 1, so that projecting never divides by zero."""
+        path = annotation_path(self.root, self.split, "K")
+        _require_positive(path, self._K[:, 0, 0], "focal length K[0][0]")
+        _require_positive(path, self._K[:, 1, 1], "focal length K[1][1]")
+        bad = np.flatnonzero((self._K[:, 2] != (0, 0, 1)).any(axis=1))
+        if bad.size:
+            raise DatasetError(f"{path}[{bad[0]}]: last row of K must be [0, 0, 1], got "
+                               f"{self._K[bad[0], 2].tolist()}")
 
     def _check_files(self, path_of: Callable[[int], Path], count: int, what: str,
                      key: str) -> None:

@@ -14,38 +14,19 @@ import logging
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from cliphand.config import ConfigError
+from cliphand.config import PreprocessConfig
 from cliphand.data.freihand import FreiHAND
 from cliphand.models.hierarchy import build_hierarchy, joint_regressor_error_mm
 
 log = logging.getLogger(__name__)
 
 PROCESSED_SPLITS = ("train", "val", "eval")
-
-
-@dataclass
-class PreprocessConfig:
-    """params.yaml ``preprocess``: input size, validation share, loader threads."""
-
-    image_size: int = 128
-    val_fraction: float = 0.1
-    seed: int = 0
-    workers: int = 2
-
-    def validate(self, prefix: str = "preprocess") -> None:
-        if self.image_size < 32:
-            raise ConfigError(f"{prefix}.image_size: must be >= 32, got {self.image_size}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"{prefix}.val_fraction: must be in [0, 1), got {self.val_fraction}")
-        if self.workers < 1:
-            raise ConfigError(f"{prefix}.workers: must be >= 1, got {self.workers}")
 
 
 def _resize(reader: FreiHAND, index: int, size: int) -> np.ndarray:

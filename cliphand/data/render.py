@@ -16,6 +16,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageFilter
 
+from cliphand.camera import project
+
 _NEAR = 1e-3  # meters; triangles with a vertex closer than this are dropped
 
 
@@ -40,20 +42,13 @@ class Lighting:
     exposure: float
 
 
-def project(points: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates [N, 2] and depths [N] of camera-space points [N, 3]."""
-    z = points[:, 2]
-    uvw = points @ K.T
-    return uvw[:, :2] / z[:, None], z
-
-
 def rasterize(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, height: int,
               width: int) -> Fragments:
     """Visible face and barycentrics per pixel of a closed mesh (back faces are culled).
 
     verts: [V, 3] camera space; faces: [F, 3] counter-clockwise seen from outside.
     """
-    uv, z = project(verts, K)
+    uv, z = project(verts, K), verts[:, 2]
     v0, v1, v2 = (verts[faces[:, i]] for i in range(3))
     # A face is visible only if its outward normal points toward the camera at the origin.
     front = np.einsum("ij,ij->i", np.cross(v1 - v0, v2 - v0), v0) < 0

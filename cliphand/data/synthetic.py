@@ -38,6 +38,8 @@ from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from cliphand import viz
+from cliphand.camera import project
+from cliphand.config import SYNTHETIC_VIEWS
 from cliphand.data import handmodel, render
 from cliphand.data.layout import (
     HAND_MODEL_FILE,
@@ -57,7 +59,7 @@ MIN_DEPTH = 0.25  # meters, of the hand's bounding-box centre
 JPEG_QUALITY = 90
 DECIMALS = 6
 _CHUNK = 8  # poses per worker task
-VIEWS = ("upright", "any")
+VIEWS = SYNTHETIC_VIEWS  # data.synthetic.views
 # "upright" views, degrees: spin about the fingers' axis (palm, side and back views), tilt of that
 # axis toward or away from the camera, and in-plane roll away from fingers-up.
 SPIN_RANGE, TILT_RANGE, ROLL_RANGE = 180.0, 40.0, 90.0
@@ -115,7 +117,7 @@ def place_in_view(points: np.ndarray, K: np.ndarray, size: int,
     where = rng.uniform(0, 1, 2)  # relative position of the box in the free space
 
     def bbox(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        uv, _ = render.project(local + t, K)
+        uv = project(local + t, K)
         return uv.min(0), uv.max(0)
 
     # The projected extent scales about as 1 / depth; iterate for perspective.
@@ -311,7 +313,7 @@ def write_contact_sheet(root: Path, path: Path, split: str = "training", count: 
         pose = i % n_poses
         with Image.open(image_path(root, split, i)) as image:
             images.append(image.convert("RGB"))
-        uvs.append(render.project(xyz[pose], K[pose])[0])
+        uvs.append(project(xyz[pose], K[pose]))
     return viz.save_png(viz.contact_sheet(images, uvs, ncols=ncols, tile=tile), path)
 
 

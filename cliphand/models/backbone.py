@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -11,21 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from cliphand.checkpoint import load_model_state
+from cliphand.config import BackboneConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BackboneConfig:
-    """A timm CNN and where its weights come from.
-
-    ``pretrained``: ``None`` (random init, the offline default), ``"timm"`` (timm's own hub
-    download, needs internet) or the path of a local checkpoint of the classification model
-    (loaded strictly through timm, so missing or unexpected keys are an error).
-    """
-
-    name: str = "resnet18"
-    pretrained: str | None = None
 
 
 def check_checkpoint(name: str, path: Path) -> None:

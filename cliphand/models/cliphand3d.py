@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from cliphand import geometry
-from cliphand.config import ConfigError, positive
+from cliphand.codec import Codec25D
+from cliphand.config import ConfigError, ModelConfig
 from cliphand.losses import LogitScale
-from cliphand.models.backbone import Backbone, BackboneConfig
+from cliphand.models.backbone import Backbone
 from cliphand.models.hierarchy import MeshHierarchy
-from cliphand.models.mesh_regressor import MeshConfig, MeshRegressor
+from cliphand.models.mesh_regressor import MeshRegressor
 from cliphand.models.pose_head import PoseFeatures, PoseHead, heatmap_bins, soft_argmax
-from cliphand.text.encoder import TextConfig, TextEncoder
+from cliphand.text.encoder import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -25,37 +25,8 @@ STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
-class ModelConfig:
-    """The whole model. Defaults: the CPU preset (ResNet-18 at 128 px, a small text tower)."""
-
-    image_size: int = 128
-    embed_dim: int = 512
-    depth_range: float = 8.0  # root-relative depth range, in units of the hand's scale
-    pose_width: int = 128  # channels of the pose head's stride-8 fusion
-    joint_dim: int = 64  # depth features per joint
-    heatmap_stride: int = 8  # pixels per x/y heatmap bin (paper: 8, i.e. 32 bins at 256 px)
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    mesh: MeshConfig = field(default_factory=MeshConfig)
-    text: TextConfig | None = field(default_factory=TextConfig)
-
-    def validate(self, prefix: str = "model") -> None:
-        """Raise a ConfigError naming the first unusable key."""
-        if self.image_size < 64 or self.image_size % 32:
-            raise ConfigError(f"{prefix}.image_size: must be a multiple of 32 and >= 64, got {self.image_size}")
-        if self.heatmap_stride not in (4, 8):
-            raise ConfigError(f"{prefix}.heatmap_stride: 4 or 8, got {self.heatmap_stride}")
-        for name in ("embed_dim", "depth_range", "pose_width", "joint_dim"):
-            positive(getattr(self, name), f"{prefix}.{name}")
-        if self.text is not None and self.text.embed_dim != self.embed_dim:
-            raise ConfigError(
-                f"{prefix}.text.embed_dim: {self.text.embed_dim} differs from {prefix}.embed_dim "
-                f"{self.embed_dim}: pose and text features share one space"
-            )
-
-
-@dataclass
 class HandOutput:
-    """What the model predicts for a batch. 2.5D coordinates follow ``cliphand.geometry``."""
+    """What the model predicts for a batch. 2.5D coordinates follow ``cliphand.codec``."""
 
     heatmaps: list[Tensor]  # x, y, z: [B, 21, bins], softmax over bins
     logits: list[Tensor]  # the same before the softmax
@@ -82,6 +53,7 @@ class CLIPHand3D(nn.Module):
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self.hierarchy = hierarchy
+        self.codec = Codec25D(cfg.image_size, cfg.depth_range)
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("bone_ratios", torch.as_tensor(hierarchy.bone_ratios, dtype=torch.float32))
@@ -109,11 +81,8 @@ class CLIPHand3D(nn.Module):
         verts25d = self.mesh(pyramid, joints25d) if with_mesh else []
         out = HandOutput(heatmaps, logits, joints25d, verts25d, self.pose_features(heatmaps))
         if K is not None and scale is not None:
-            size, rng = self.cfg.image_size, self.cfg.depth_range
-            root = geometry.root_depth_from_bones(joints25d, K, scale, self.bone_ratios, size, rng)  # [B]
-            out.joints_cam = geometry.from_25d(joints25d, root, K, scale, size, rng)
-            if with_mesh:
-                out.verts_cam = geometry.from_25d(verts25d[-1], root, K, scale, size, rng)
+            out.joints_cam, *verts = self.codec.lift(joints25d, K, scale, self.bone_ratios, *verts25d[-1:])
+            out.verts_cam = verts[0] if verts else None
         return out
 
     def encode_text(self, prompts: list[str], axis: int) -> Tensor:

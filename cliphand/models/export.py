@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from cliphand.config import Speedups
 from cliphand.models.cliphand3d import CLIPHand3D
 
 FORMATS = ("torchscript", "torch.export")
@@ -25,7 +25,7 @@ class InferenceModel(nn.Module):
     """``[B, 3, S, S]`` images in [0, 1] → ``[B, 21 + 778, 3]`` 2.5D joints then vertices.
 
     One tensor in and one out, so serving tools (MLflow's pyfunc, TorchScript, ONNX) take it as
-    is. ``cliphand.geometry.from_25d`` turns the output into camera space given ``K`` and the
+    is. ``cliphand.codec.Codec25D.lift`` turns the output into camera space given ``K`` and the
     hand's scale; ``.model`` is the full ``CLIPHand3D`` for callers that have them.
     """
 
@@ -38,20 +38,6 @@ class InferenceModel(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         out = self.model(images)
         return torch.cat([out.joints25d, out.verts25d[-1]], dim=1)
-
-
-@dataclass
-class Speedups:
-    """Which inference optimisations are on (each kept only where ``cliphand.benchmark`` shows a gain).
-
-    Inference mode is always on. ``channels_last``: NHWC weights and images, the layout oneDNN's and
-    cuDNN's fastest convolutions read. ``bf16``: autocast to bfloat16 (tensor cores on a GPU, AMX or
-    AVX-512 BF16 on a recent x86 CPU; outputs come back as float32). ``compile``: ``torch.compile``.
-    """
-
-    channels_last: bool = True
-    bf16: bool = False
-    compile: bool = False
 
 
 def speed_up(module: nn.Module, device: torch.device, speedups: Speedups) -> Callable[[Tensor], Tensor]:

@@ -13,8 +13,8 @@ from cliphand.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
-from cliphand.config import from_dict
-from cliphand.models.cliphand3d import CLIPHand3D, ModelConfig
+from cliphand.config import ModelConfig, from_dict
+from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.hierarchy import MeshHierarchy
 
 
@@ -40,11 +40,8 @@ def load_model(path: Path) -> CLIPHand3D:
     for key in ("config", "hierarchy"):
         if key not in state:
             raise CheckpointError(f"{path}: no {key!r} entry; not a model file written by save_model")
-    cfg = from_dict(ModelConfig, state["config"], "model")
     # The weights come from this file: building must not fetch pretrained ones again.
-    cfg.backbone.pretrained = None
-    if cfg.text is not None:
-        cfg.text.pretrained = None
+    cfg = from_dict(ModelConfig, state["config"], "model").offline()
     h = state["hierarchy"]
     hierarchy = MeshHierarchy(
         templates=[np.asarray(t) for t in h["templates"]],

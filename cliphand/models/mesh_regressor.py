@@ -4,35 +4,17 @@ Each level up-samples the previous level's node features and coordinates with a 
 (initialised from the mesh hierarchy), adds the level's template as positional encoding and the
 image features sampled at the projected points from the pyramid level of matching resolution
 (C5 for the coarsest, C2 for the full mesh), refines with a small transformer over the nodes and
-predicts a coordinate correction. Coordinates are 2.5D (see ``cliphand.geometry``).
+predicts a coordinate correction. Coordinates are 2.5D (see ``cliphand.codec``).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cliphand.config import MeshConfig
 from cliphand.models.hierarchy import MeshHierarchy
-
-
-@dataclass
-class MeshConfig:
-    """Widths per level (paper: 256, 128, 64, 32), transformer depth and attention head size.
-
-    The paper uses 8 heads at every level, i.e. 4-dimensional heads at width 32; on a CPU those
-    cost 15x the time of one 32-dimensional head over 778 nodes (measured: 526 vs 35 ms for a
-    batch of 32), so heads here have ``head_dim`` channels: 8 heads at width 256, 1 at width 32.
-    """
-
-    widths: tuple[int, ...] = (256, 128, 64, 32)
-    layers: int = 2
-    head_dim: int = 32
-    # Mesh levels used, a subset of the hierarchy's; (778,) regresses the mesh directly from the
-    # joints (the paper's "without coarse-to-fine" ablation) and then needs one width.
-    levels: tuple[int, ...] = (98, 195, 389, 778)
 
 
 def sample_features(fmap: Tensor, uv: Tensor) -> Tensor:

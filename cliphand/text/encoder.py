@@ -24,7 +24,6 @@ import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import open_clip
@@ -36,54 +35,18 @@ from open_clip.transformer import TextTransformer, Transformer
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
+from cliphand.config import TextConfig
 from cliphand.text.prompts import AXES, AxisPrompts, token_count
 
 logger = logging.getLogger(__name__)
 
-SMALL = "small"
+SMALL = "small"  # model.text.model: the random-init tower sized by width/layers/heads
 
 # Entries of a full CLIP checkpoint that belong to the rest of the model, not to the text tower
 # (the last three are scalars in OpenAI's TorchScript release).
 _NON_TEXT_KEYS = frozenset(
     {"logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size"}
 )
-
-
-@dataclass
-class TextConfig:
-    """What to build: the tower (by open_clip name or the small preset), its weights, the adapters."""
-
-    model: str = SMALL  # "small" or an open_clip model name such as "ViT-B-32"
-    pretrained: str | None = None  # None: random init; an open_clip tag ("openai"); or a file path
-    frozen: bool = False
-    embed_dim: int = 512  # joint pose/text embedding space
-    adapter_layers: int = 2
-    adapter_heads: int = 4
-    cache_size: int = 4096  # LRU entries (frozen towers only); 0 disables the cache
-    cache_fp16: bool = True
-    quick_gelu: bool = False  # OpenAI's weights need it; forced on for open_clip tags that say so
-    context_length: int = 77
-    # The small tower only (open_clip names carry their own sizes).
-    width: int = 256
-    layers: int = 3
-    heads: int = 4
-
-
-PRESETS: dict[str, TextConfig] = {
-    # Random init, trainable, sized for a 2-core CPU; still CLIP's tokenizer and vocabulary.
-    SMALL: TextConfig(),
-    # The paper's: OpenAI CLIP ViT-B/32, frozen, with trainable adapters.
-    "ViT-B-32": TextConfig(
-        model="ViT-B-32", pretrained="openai", frozen=True, adapter_heads=8, quick_gelu=True,
-    ),
-}
-
-
-def text_config(preset: str, **overrides) -> TextConfig:
-    """A preset ("small" or "ViT-B-32") with fields overridden."""
-    if preset not in PRESETS:
-        raise KeyError(f"unknown text preset {preset!r}; known: {sorted(PRESETS)}")
-    return replace(PRESETS[preset], **overrides)
 
 
 def build_text_tower(cfg: TextConfig) -> TextTransformer:

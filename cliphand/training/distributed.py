@@ -1,11 +1,11 @@
 """Multi-process training: torch's launcher, process group, DDP, sampler and collectives.
 
-A training stage whose ``train.nproc`` is above 1 starts itself again under torchrun
+A training stage whose ``launch.nproc`` is above 1 starts itself again under torchrun
 (``torch.distributed.run --standalone``) with that many processes on this machine; started by
 torchrun directly (several nodes through torchrun's rendezvous, say) it joins the process group
 torchrun describes in the environment. Gloo on CPU, NCCL on CUDA. Every helper here is a no-op
 for a single process, so the training loop has one code path. Rank 0 alone logs, checkpoints and
-writes outputs (the trainer and ``cliphand.pipeline`` check ``World.is_main``).
+writes outputs (the trainer and ``cliphand.stages.train`` check ``World.is_main``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
+
+from cliphand.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +59,14 @@ def current() -> World:
     return World()
 
 
-def resolve_device(name: str, world: World | None = None) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; under several processes CUDA is ``cuda:<local rank>``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    if name == "cuda" and world is not None and world.size > 1:
-        name = f"cuda:{world.local_rank}"
-    return torch.device(name)
+def relaunch(nproc: int, module: str, args: Sequence[str] = ()) -> None:
+    """Run ``python -m module args`` under torchrun with ``nproc`` processes on this machine.
 
-
-def relaunch(nproc: int, argv: Sequence[str] | None = None) -> None:
-    """Run this script (``sys.argv``) again under torchrun with ``nproc`` processes on this machine.
-
-    Raises CalledProcessError when any process fails (torchrun prints which and why).
+    As a module, so each process imports the package from the working directory (a ``dvc exp run
+    --temp`` copy runs its own code). Raises CalledProcessError when any process fails (torchrun
+    prints which and why).
     """
-    argv = list(sys.argv if argv is None else argv)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *argv]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", module, *args]
     log.info("starting %d processes: %s", nproc, " ".join(cmd))
     subprocess.run(cmd, check=True)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,14 @@ from cliphand.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
+from cliphand.config import TrainConfig
 from cliphand.data.dataset import HandDataset
-from cliphand.inference import predict_dataset
+from cliphand.devices import resolve_device
 from cliphand.losses import prompt_ids
 from cliphand.models.cliphand3d import CLIPHand3D, HandOutput
+from cliphand.outputs import dataset_outputs
 from cliphand.training import distributed
-from cliphand.training.config import TrainConfig
-from cliphand.training.distributed import World, resolve_device
+from cliphand.training.distributed import World
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +108,69 @@ class TrainingObjective(nn.Module):
         return compute_losses(self.model, out, batch, self.cfg, self.with_mesh)
 
 
+class TrainStep:
+    """One optimiser step of a phase, the one the trainer runs and the benchmark times: forward
+    under autocast, the losses averaged over the processes and checked, gradients (scaled for fp16)
+    accumulated over ``grad_accum`` micro-batches, clipped, and the optimiser stepped.
+
+    Pretraining leaves the mesh regressor out of the graph, so it is frozen and AdamW stays off it.
+    """
+
+    def __init__(self, model: CLIPHand3D, cfg: TrainConfig, phase: str, device: torch.device, world: World) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+        self.cfg, self.phase, self.device, self.world = cfg, phase, device, world
+        with_mesh = phase == "finetune"
+        model.to(device)
+        model.mesh.requires_grad_(with_mesh)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # Mixed precision: bf16 needs no loss scaling; fp16 does (a no-op scaler otherwise).
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+        self.net = distributed.wrap(TrainingObjective(model, cfg, with_mesh), world, device)
+
+    def __call__(self, micro_batches: Iterable[dict], step: int = 0) -> dict[str, float]:
+        """Train on ``grad_accum`` micro-batches; their loss terms, averaged over micro-batches and processes.
+
+        Raises NonFiniteLossError (naming ``step``) before any update when a term is NaN or infinite.
+        """
+        accum = self.cfg.grad_accum
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for i, batch in enumerate(micro_batches):
+            batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            with distributed.accumulating(self.net, i < accum - 1):
+                with self.autocast:
+                    terms = self.net(batch)
+                # Averaged over the processes: every process sees the same values and stops together.
+                values = distributed.mean(torch.stack([t.detach().float() for t in terms.values()]), self.world)
+                if not torch.isfinite(values).all():
+                    raise NonFiniteLossError(
+                        f"{self.phase}: loss is not finite at step {step} "
+                        f"({ {k: round(v, 4) for k, v in zip(terms, values.tolist())} })"
+                    )
+                self.scaler.scale(terms["total"] / accum).backward()
+            for k, v in zip(terms, values.tolist()):
+                sums[k] = sums.get(k, 0.0) + v / accum
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return sums
+
+
 def validate(model: CLIPHand3D, dataset: HandDataset, cfg: TrainConfig, device: torch.device, with_mesh: bool) -> dict[str, float]:
     """Validation metrics: FreiHAND-protocol errors and contrastive top-1 at the training batch."""
-    pred = predict_dataset(model, dataset, cfg.batch_size, device, with_mesh=with_mesh, desc="validate")
+    pred = dataset_outputs(model, dataset, cfg.batch_size, device, with_mesh=with_mesh, desc="validate")
     gt_verts = dataset.ann["verts"] if with_mesh else None
     summary = metrics.freihand_summary(
         dataset.ann["xyz"], gt_verts, pred["joints_cam"], pred.get("verts_cam") if with_mesh else None
     )
-    out = {f"val_{k}": float(summary[k]) for k in ("pa_mpjpe_mm", "mpjpe_mm", "auc_j_aligned")}
+    out = {f"val_{k}": float(summary[k]) for k in metrics.VALIDATION_KEYS}
     if with_mesh:
         out["val_pa_mpvpe_mm"] = float(summary["pa_mpvpe_mm"])
     if "text_feats" in pred and len(dataset) >= cfg.batch_size:
@@ -181,19 +237,14 @@ def train_phase(
     Run by every process of the current world (``distributed.current()``); all return the same
     history. Only rank 0 calls ``on_metrics`` and writes the checkpoint, with ``run_info`` in it.
     """
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
     checkpoint_path = Path(checkpoint_path)
     with_mesh = phase == "finetune"
     world = distributed.current()
-    device = resolve_device(cfg.device, world)
+    device = resolve_device(cfg.device, world.local_rank if world.size > 1 else None)
     micro = cfg.micro_batch(world.size, phase)  # samples per process and forward pass
     seed_everything(cfg.seed)
-    model.to(device)
-    # Pretraining leaves the mesh regressor out of the graph; freezing it keeps AdamW off it.
-    model.mesh.requires_grad_(with_mesh)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    train_step = TrainStep(model, cfg, phase, device, world)
+    optimizer, scaler = train_step.optimizer, train_step.scaler
     sampler = distributed.ResumableSampler(train_set, world, cfg.seed)
     loader = DataLoader(
         train_set, batch_size=micro, sampler=sampler, drop_last=True,
@@ -206,11 +257,6 @@ def train_phase(
     total = cfg.epochs * steps_per_epoch
     schedule = lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * s / total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-
-    # Mixed precision: bf16 needs no loss scaling; fp16 does (a no-op scaler otherwise).
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-    autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
 
     key = resume_key(cfg, world, len(train_set))
     start_epoch, step, history = 0, 0, []
@@ -233,8 +279,6 @@ def train_phase(
         _set_rng_state(state["rng"][world.rank], device)
         log.info("%s: resuming from %s at epoch %d, step %d", phase, checkpoint_path, start_epoch, step)
 
-    net = distributed.wrap(TrainingObjective(model, cfg, with_mesh), world, device)
-
     def checkpoint(epoch: int) -> None:
         rng = distributed.gather_objects(_rng_state(device), world)  # every process's, in rank order
         if world.is_main:
@@ -250,7 +294,6 @@ def train_phase(
             )
 
     for epoch in range(start_epoch, cfg.epochs):
-        net.train()
         done = step - epoch * steps_per_epoch  # steps of this epoch trained before a resume
         sampler.set_position(epoch, done * cfg.grad_accum * micro)
         batches = iter(loader)
@@ -260,30 +303,13 @@ def train_phase(
             disable=not world.is_main,
         )
         for _ in bar:
-            optimizer.zero_grad(set_to_none=True)
-            for micro_step in range(cfg.grad_accum):
-                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
-                with distributed.accumulating(net, micro_step < cfg.grad_accum - 1):
-                    with autocast:
-                        terms = net(batch)
-                    # Averaged over the processes: every process sees the same values and stops together.
-                    values = distributed.mean(torch.stack([t.detach().float() for t in terms.values()]), world)
-                    if not torch.isfinite(values).all():
-                        last = checkpoint_path if checkpoint_path.is_file() else "none (no checkpoint written yet)"
-                        raise NonFiniteLossError(
-                            f"{phase}: loss is not finite at step {step} "
-                            f"({ {k: round(v, 4) for k, v in zip(terms, values.tolist())} }); "
-                            f"the last good checkpoint is {last}"
-                        )
-                    scaler.scale(terms["total"] / cfg.grad_accum).backward()
-                reduced = dict(zip(terms, values.tolist()))
-                for k, v in reduced.items():
-                    sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            try:
+                reduced = train_step((next(batches) for _ in range(cfg.grad_accum)), step)
+            except NonFiniteLossError as e:
+                last = checkpoint_path if checkpoint_path.is_file() else "none (no checkpoint written yet)"
+                raise NonFiniteLossError(f"{e}; the last good checkpoint is {last}") from None
+            for k, v in reduced.items():
+                sums[k] = sums.get(k, 0.0) + v
             scheduler.step()
             step += 1
             bar.set_postfix(loss=f"{reduced['total']:.3f}")

@@ -11,15 +11,15 @@ import copy
 
 import pytest
 import torch
+from conftest import tiny_config
 
-from cliphand.benchmark import loader_speed, train_step, training_batch
+from cliphand.benchmark import loader_speed, training_batch
+from cliphand.config import Speedups, TrainConfig
 from cliphand.data.dataset import HandDataset
 from cliphand.models.cliphand3d import CLIPHand3D
-from cliphand.models.export import InferenceModel, Speedups, speed_up
-from cliphand.training.config import TrainConfig
-from cliphand.training.trainer import PHASES
-
-from conftest import tiny_config
+from cliphand.models.export import InferenceModel, speed_up
+from cliphand.training import distributed
+from cliphand.training.trainer import PHASES, TrainStep
 
 CPU = torch.device("cpu")
 FAST = Speedups(channels_last=True, bf16=True)
@@ -82,7 +82,7 @@ def test_train_step(benchmark, model, dataset, phase):
     net = copy.deepcopy(model)
     batch = training_batch(dataset, 8, 64, CPU)
     before = net.pose_head.heatmap2d.weight.clone()
-    benchmark(train_step(net, TrainConfig(batch_size=8), phase, CPU), batch)
+    benchmark(TrainStep(net, TrainConfig(batch_size=8), phase, CPU, distributed.current()), [batch])
     assert not torch.equal(before, net.pose_head.heatmap2d.weight)
 
 

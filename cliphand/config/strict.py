@@ -1,4 +1,4 @@
-"""Typed configuration from params.yaml: dataclasses built from nested dicts, strictly.
+"""Strict loading: dataclasses built from nested dicts.
 
 An unknown key, a missing required key or a value of the wrong type stops at once with the
 dotted name of the key (``model.backbone.name``), so a typo in params.yaml never trains for an
@@ -22,11 +22,11 @@ class ConfigError(ValueError):
     """A params.yaml value that cannot be used; the message names the key."""
 
 
-def load_params(path: Path | str = "params.yaml") -> dict:
-    """Read params.yaml (or another YAML file) into a dict, with the file named on errors."""
+def load_yaml(path: Path | str) -> dict:
+    """A YAML mapping (params.yaml, a preset), with the file named on errors."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such params file")
+        raise ConfigError(f"{path}: no such file")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -84,6 +84,11 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         args = typing.get_args(tp)
         item = args[0] if args else Any
         return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: one of {allowed}, got {value!r}")
+        return value
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):

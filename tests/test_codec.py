@@ -3,7 +3,10 @@
 import numpy as np
 import torch
 
-from cliphand import geometry
+from cliphand.camera import project
+from cliphand.codec import Codec25D
+
+CODEC = Codec25D(224, 8.0)
 
 
 def _hands(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -19,20 +22,20 @@ def _hands(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 def test_round_trip_below_a_tenth_of_a_millimetre():
     xyz, K, scale = _hands(64)
-    p = geometry.camera_to_25d(xyz, K, scale, 224, 8.0)
-    root = geometry.root_depth_from_25d(p, K, scale, 224, 8.0)
-    back = geometry.from_25d(p, root, K, scale, 224, 8.0)
+    p = CODEC.encode(xyz, K, scale)
+    root = CODEC.root_depth(p, K, scale)
+    back = CODEC.decode(p, root, K, scale)
     assert (back - xyz).norm(dim=-1).max().item() < 1e-4
     # And in float32, as the model runs.
     p32, K32, s32 = p.float(), K.float(), scale.float()
-    back32 = geometry.from_25d(p32, geometry.root_depth_from_25d(p32, K32, s32, 224, 8.0), K32, s32, 224, 8.0)
+    back32 = CODEC.decode(p32, CODEC.root_depth(p32, K32, s32), K32, s32)
     assert (back32.double() - xyz).norm(dim=-1).max().item() < 1e-4
 
 
 def test_25d_is_normalised_crop_coordinates():
     xyz, K, scale = _hands(8)
-    p = geometry.camera_to_25d(xyz, K, scale, 224, 8.0)
-    uv = geometry.project(xyz, K)
+    p = CODEC.encode(xyz, K, scale)
+    uv = project(xyz, K)
     assert torch.allclose(p[..., :2] * 224 - 0.5, uv)
     assert torch.allclose(p[:, 0, 2], torch.full((8,), 0.5, dtype=torch.float64))  # the root is at depth 0
     expected = (xyz[..., 2] - xyz[:, :1, 2]) / scale[:, None] / 16 + 0.5
@@ -42,10 +45,10 @@ def test_25d_is_normalised_crop_coordinates():
 def test_vertices_share_the_joints_root():
     xyz, K, scale = _hands(4)
     verts = xyz[:, :1] + torch.randn(4, 778, 3, dtype=torch.float64) * 0.03
-    v25 = geometry.points_to_25d(verts, xyz[:, 0, 2], K, scale, 224, 8.0)
-    j25 = geometry.camera_to_25d(xyz, K, scale, 224, 8.0)
-    root = geometry.root_depth_from_25d(j25, K, scale, 224, 8.0)
-    np.testing.assert_allclose(geometry.from_25d(v25, root, K, scale, 224, 8.0).numpy(), verts.numpy(), atol=1e-7)
+    v25 = CODEC.encode_points(verts, xyz[:, 0, 2], K, scale)
+    j25 = CODEC.encode(xyz, K, scale)
+    root = CODEC.root_depth(j25, K, scale)
+    np.testing.assert_allclose(CODEC.decode(v25, root, K, scale).numpy(), verts.numpy(), atol=1e-7)
 
 
 def test_robust_root_depth_is_exact_for_exact_bones_and_resists_a_bad_bone():
@@ -58,11 +61,11 @@ def test_robust_root_depth_is_exact_for_exact_bones_and_resists_a_bad_bone():
     scale = torch.tensor([p.scale for p in poses], dtype=torch.float64)
     parents, children = torch.tensor(BONES).T
     lengths = (xyz[:, parents] - xyz[:, children]).norm(dim=-1)  # [B, 20]
-    p = geometry.camera_to_25d(xyz, K, scale, 224, 8.0)
+    p = CODEC.encode(xyz, K, scale)
     # A hand with its own bone ratios: every bone agrees, so the median is exact.
     for i in range(4):
         ratios = lengths[i] / scale[i]
-        root = geometry.root_depth_from_bones(p[i : i + 1], K[i : i + 1], scale[i : i + 1], ratios, 224, 8.0)
+        root = CODEC.root_depth_from_bones(p[i : i + 1], K[i : i + 1], scale[i : i + 1], ratios)
         assert abs(root.item() - xyz[i, 0, 2].item()) < 1e-9
     # With the mean ratios, and the scale bone's tip misplaced by 10 px: the scale bone alone
     # goes far wrong, the median over bones does not.
@@ -70,6 +73,6 @@ def test_robust_root_depth_is_exact_for_exact_bones_and_resists_a_bad_bone():
     noisy = p.clone()
     noisy[:, 10, :2] += 10 / 224
     truth = xyz[:, 0, 2]
-    single = (geometry.root_depth_from_25d(noisy, K, scale, 224, 8.0) - truth).abs()
-    robust = (geometry.root_depth_from_bones(noisy, K, scale, ratios, 224, 8.0) - truth).abs()
+    single = (CODEC.root_depth(noisy, K, scale) - truth).abs()
+    robust = (CODEC.root_depth_from_bones(noisy, K, scale, ratios) - truth).abs()
     assert robust.median() < single.median() / 2 and robust.median() < 0.1 * truth.mean()

@@ -1,4 +1,8 @@
-"""Running a model over a dataset: predictions and features as NumPy arrays."""
+"""The model's outputs over a whole dataset (evaluation, validation, zero-shot): NumPy arrays.
+
+Names: ``outputs`` runs a model over a dataset; ``cliphand.predict`` runs one on photos;
+``cliphand.models.export.InferenceModel`` is the image → 2.5D network that both serving and export use.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from cliphand.models.cliphand3d import CLIPHand3D
 
 
 @torch.inference_mode()
-def predict_dataset(
+def dataset_outputs(
     model: CLIPHand3D,
     dataset: Dataset,
     batch_size: int,

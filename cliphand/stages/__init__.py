@@ -1,0 +1,64 @@
+"""The pipeline's stages, one module each (``python -m cliphand.stages.NAME``; dvc.yaml lists them
+with exactly the project files each imports, which ``tests/test_dvc_deps.py`` checks).
+
+This module is their shared entry point: read and check params.yaml and the tracking server, run
+the stage, and turn a user's mistake into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from cliphand.config import ConfigError, Params, read_params
+from cliphand.tracking import TrackingError, check_server, tracking_uri
+
+PARAMS_FILE = "params.yaml"
+DEBUG_ENV = "CLIPHAND_DEBUG"  # set to 1 for tracebacks instead of one-line errors
+
+
+def run_stage(name: str, work: Callable[[Params, dict], object]) -> None:
+    """Check params.yaml and the tracking server, then run ``work(params, raw)``.
+
+    A bad param exits 2 naming the key; an MLflow server that does not answer exits 3, before
+    any data is read or any training starts.
+    """
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
+    try:
+        params, raw = read_params(PARAMS_FILE)
+    except ConfigError as e:
+        sys.exit(_fail(name, f"bad params: {e}", 2))
+    try:
+        check_server(tracking_uri())
+    except TrackingError as e:
+        sys.exit(_fail(name, str(e), 3))
+    work(params, raw)
+
+
+def _fail(stage: str, message: str, code: int) -> int:
+    if os.environ.get(DEBUG_ENV):
+        raise
+    print(f"{stage}: {message}", file=sys.stderr)
+    return code
+
+
+def sections(raw: dict, *names: str) -> dict:
+    """The named sections of the raw params, to log with a stage's MLflow run."""
+    return {name: raw.get(name) for name in names}
+
+
+def log_final(values: dict) -> None:
+    """Log a stage's numeric results as metrics of the active MLflow run."""
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+
+
+def log_artifacts(*paths: os.PathLike | str) -> None:
+    """Log files as artifacts of the active MLflow run."""
+    import mlflow
+
+    for p in paths:
+        mlflow.log_artifact(str(p))

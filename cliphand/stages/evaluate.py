@@ -1,0 +1,65 @@
+"""Stage ``evaluate``: FreiHAND's protocol on the evaluation split beside the mean-pose baseline,
+the PCK curves, and the README's prediction figure (drawn as ``cliphand predict`` draws)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cliphand import metrics, tracking, viz
+from cliphand.config import ConfigError, Params
+from cliphand.data.dataset import HandDataset
+from cliphand.devices import resolve_device
+from cliphand.evaluation import error_sources, mean_pose_baseline
+from cliphand.figures.evaluation import pck_figure
+from cliphand.files import write_csv, write_json
+from cliphand.models.io import load_model
+from cliphand.outputs import dataset_outputs
+from cliphand.paths import DOCS, METRICS, MODEL_FILES, PLOTS, PROCESSED
+from cliphand.stages import log_artifacts, log_final, run_stage, sections
+
+
+def evaluate(params: Params, raw: dict) -> dict:
+    model = load_model(MODEL_FILES["finetune"])
+    device = resolve_device(params.finetune.device)
+    model.to(device)
+    dataset = HandDataset(PROCESSED, "eval", params.model.depth_range, params.prompts.template)
+    if not dataset.has_targets:
+        raise RuntimeError(f"{PROCESSED}/eval.npz has no xyz/verts: fetch the evaluation annotations first")
+    example = params.evaluate.figure_index
+    if example >= len(dataset):
+        raise ConfigError(f"evaluate.figure_index: {example} is past the {len(dataset)} evaluation images")
+    with tracking.stage_run("evaluate", sections(raw, "evaluate")):
+        pred = dataset_outputs(model, dataset, params.evaluate.batch_size, device, with_text=False, desc="evaluate")
+        gt_xyz, gt_verts = dataset.ann["xyz"], dataset.ann["verts"].astype(np.float64)
+        ours = metrics.freihand_summary(gt_xyz, gt_verts, pred["joints_cam"], pred["verts_cam"])
+        base = mean_pose_baseline(PROCESSED / "train.npz", gt_xyz, gt_verts)
+        result = {
+            "model": metrics.reported(ours),
+            "mean_pose_baseline": metrics.reported(base),
+            "error_sources": error_sources(pred["joints25d"], dataset),
+        }
+        write_json(METRICS / "evaluate.json", result)
+        pck = [
+            {"threshold_mm": t, "model_joints": a, "model_verts": b, "baseline_joints": c}
+            for t, a, b, c in zip(
+                ours["pck_curve_j_aligned"]["thresholds_mm"], ours["pck_curve_j_aligned"]["pck"],
+                ours["pck_curve_v_aligned"]["pck"], base["pck_curve_j_aligned"]["pck"],
+            )
+        ]
+        write_csv(PLOTS / "pck.csv", pck)
+        figure = pck_figure(pck, PLOTS / "pck.png")
+        # The README's picture, drawn as `cliphand predict` draws, beside the truth through the same code.
+        rows = [
+            viz.prediction_panels(dataset.images[example], dataset.ann["K"][example], joints, verts,
+                                  model.hierarchy.faces, title=who)
+            for who, joints, verts in (("prediction", pred["joints_cam"][example], pred["verts_cam"][example]),
+                                       ("truth", gt_xyz[example], gt_verts[example]))
+        ]
+        picture = viz.save_png(viz.stack_rows(rows), DOCS / "prediction.png")
+        log_final({f"{who}_{k}": v for who, r in result.items() for k, v in r.items()})
+        log_artifacts(figure, picture)
+    return result
+
+
+if __name__ == "__main__":
+    run_stage("evaluate", evaluate)
