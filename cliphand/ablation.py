@@ -1,10 +1,11 @@
-"""The README's ablation table: each variant is a ``dvc exp run`` of the default pipeline.
+"""The README's ablation table: each variant is a ``dvc exp run`` of the default pipeline, over seeds.
 
-``python -m cliphand.ablation`` runs every variant with ``dvc exp run --temp`` (a temporary copy,
-so the workspace and its committed metrics are untouched; download and preprocess come from the
-DVC cache), reads each experiment's ``metrics/evaluate.json`` from the Git ref DVC commits it to,
-and writes ``metrics/ablation.json`` beside the full model's own row (the workspace's
-``metrics/evaluate.json``). ``python -m cliphand.report`` renders the table from it.
+``python -m cliphand.ablation`` runs every variant (and the full model at every seed but the
+workspace's own) with ``dvc exp run --temp`` (a temporary copy, so the workspace and its committed
+metrics are untouched; download and preprocess come from the DVC cache), reads each experiment's
+``metrics/evaluate.json`` from the Git ref DVC commits it to, and writes ``metrics/ablation.json``:
+per variant, the mean and standard deviation over the seeds. The full model's seed
+``pretrain.seed`` is the workspace's own ``dvc repro``. ``python -m cliphand.report`` renders it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from cliphand.config import read_params
 from cliphand.files import write_json
 from cliphand.metrics import ABLATION_KEYS
 from cliphand.tracking import DEFAULT_URI
@@ -25,6 +28,7 @@ DB_FILE = DEFAULT_URI.removeprefix("sqlite:///")
 
 # name → (what the row shows, the params ``dvc exp run -S`` sets)
 ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "full": ("full model", ()),
     "no-contrastive": (
         "without the contrastive loss", ("pretrain.loss.clip=0", "finetune.loss.clip=0"),
     ),
@@ -34,12 +38,18 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("++model.mesh.levels=[778]", "model.mesh.widths=[32]"),
     ),
 }
+DEFAULT_SEEDS = (0, 1, 2)
 
 
-def command(name: str) -> list[str]:
-    """The ``dvc exp run`` command of one ablation."""
+def experiment_name(name: str, seed: int) -> str:
+    return f"{name}-seed{seed}"
+
+
+def command(name: str, seed: int) -> list[str]:
+    """The ``dvc exp run`` command of one ablation at one seed (both training phases reseeded)."""
     _, sets = ABLATIONS[name]
-    return ["dvc", "exp", "run", "--temp", "-n", name, *(a for s in sets for a in ("-S", s))]
+    sets = (*sets, f"pretrain.seed={seed}", f"finetune.seed={seed}")
+    return ["dvc", "exp", "run", "--temp", "-n", experiment_name(name, seed), *(a for s in sets for a in ("-S", s))]
 
 
 def _git(*args: str) -> str:
@@ -59,40 +69,56 @@ def experiment_metrics(name: str, path: str = "metrics/evaluate.json") -> tuple[
         rev = refs.get(f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}")
         if rev:
             return baseline, rev, json.loads(_git("show", f"{rev}:{path}"))
-    raise FileNotFoundError(f"no experiment {name!r} on this branch; run `{shlex.join(command(name))}`")
+    raise FileNotFoundError(f"no experiment {name!r} on this branch; run `python -m cliphand.ablation`")
 
 
-def run(names: list[str]) -> None:
-    """Run the named ablations with ``dvc exp run --temp``, replacing earlier ones of the same name.
+def runs(names: list[str], seeds: list[int], workspace_seed: int) -> list[tuple[str, int]]:
+    """The (variant, seed) experiments to run: all but the workspace's own full-model run."""
+    return [(n, s) for n in names for s in seeds if not (n == "full" and s == workspace_seed)]
+
+
+def run(todo: list[tuple[str, int]]) -> None:
+    """Run the experiments with ``dvc exp run --temp``, replacing earlier ones of the same name.
 
     The temporary copy has its own working directory, so the default SQLite tracking store is
-    pinned to this workspace's file: the ablations' MLflow runs land beside the default run's.
+    pinned to this workspace's file: the experiments' MLflow runs land beside the default run's.
     """
     env = dict(os.environ)
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(DB_FILE).resolve()}")
-    for name in names:
-        subprocess.run(["dvc", "exp", "remove", name], check=False, capture_output=True)  # absent is fine
-        print(f"$ {shlex.join(command(name))}", flush=True)
-        subprocess.run(command(name), check=True, env=env)
+    for name, seed in todo:
+        subprocess.run(["dvc", "exp", "remove", experiment_name(name, seed)], check=False, capture_output=True)
+        print(f"$ {shlex.join(command(name, seed))}", flush=True)
+        subprocess.run(command(name, seed), check=True, env=env)
 
 
-def table(names: list[str], metrics_dir: Path = Path("metrics")) -> dict:
-    """The full model's metrics and every ablation's, with the commands that produced them."""
-    full = json.loads((metrics_dir / "evaluate.json").read_text())["model"]
-    rows = [{"name": "full", "label": "full model", "command": "dvc repro", **{k: full[k] for k in ABLATION_KEYS}}]
+def table(names: list[str], seeds: list[int], workspace_seed: int, metrics_dir: Path = Path("metrics")) -> dict:
+    """Per variant, every seed's metrics, their mean and standard deviation, and the commands."""
+    rows = []
     for name in names:
-        baseline, rev, result = experiment_metrics(name)
-        rows.append({
-            "name": name, "label": ABLATIONS[name][0], "command": shlex.join(command(name)),
-            "baseline": baseline, "rev": rev, **{k: result["model"][k] for k in ABLATION_KEYS},
-        })
-    return {"rows": rows}
+        per_seed = []
+        for seed in seeds:
+            if name == "full" and seed == workspace_seed:
+                result = json.loads((metrics_dir / "evaluate.json").read_text())
+                per_seed.append({"seed": seed, "command": "dvc repro", **{k: result["model"][k] for k in ABLATION_KEYS}})
+                continue
+            baseline, rev, result = experiment_metrics(experiment_name(name, seed))
+            per_seed.append({"seed": seed, "command": shlex.join(command(name, seed)), "baseline": baseline,
+                             "rev": rev, **{k: result["model"][k] for k in ABLATION_KEYS}})
+        summary = {
+            k: {"mean": statistics.fmean(r[k] for r in per_seed),
+                "sd": statistics.stdev(r[k] for r in per_seed) if len(per_seed) > 1 else 0.0}
+            for k in ABLATION_KEYS
+        }
+        _, sets = ABLATIONS[name]
+        rows.append({"name": name, "label": ABLATIONS[name][0], "sets": list(sets), "seeds": per_seed, **summary})
+    return {"seeds": seeds, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cliphand.ablation", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=list(ABLATIONS),
-                        help=f"ablations to run, of {', '.join(ABLATIONS)} (default: all)")
+                        help=f"variants to run, of {', '.join(ABLATIONS)} (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="training seeds per variant")
     parser.add_argument("--collect-only", action="store_true",
                         help="only gather finished experiments into metrics/ablation.json")
     parser.add_argument("--out", type=Path, default=Path("metrics/ablation.json"))
@@ -100,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.names) - set(ABLATIONS))
     if unknown:
         parser.error(f"unknown ablation(s) {unknown}; known: {list(ABLATIONS)}")
+    workspace_seed = read_params()[0].pretrain.seed
     try:
         if not args.collect_only:
-            run(args.names)
-        write_json(args.out, table(args.names))
+            run(runs(args.names, args.seeds, workspace_seed))
+        write_json(args.out, table(args.names, args.seeds, workspace_seed))
     except (FileNotFoundError, subprocess.CalledProcessError) as e:
         print(f"ablation: {e}", file=sys.stderr)
         return 1

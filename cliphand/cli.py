@@ -1,5 +1,5 @@
-"""The ``cliphand`` command: predictions, the zero-shot demo, prompts, data, presets and the README
-report, with one-line errors."""
+"""The ``cliphand`` command: predictions, the zero-shot demo, prompts, data, presets, exports, the
+conversion of old model files and the README report, with one-line errors."""
 
 from __future__ import annotations
 
@@ -159,6 +159,12 @@ def _export(args: argparse.Namespace) -> None:
           "images [B, 3, S, S] in [0, 1] -> 2.5D joints and vertices [B, 799, 3]")
 
 
+def _convert(args: argparse.Namespace) -> None:
+    from cliphand.models.io import convert_model
+
+    print(f"{convert_model(args.old, args.new)}: converted from {args.old} (the safe format)")
+
+
 def _report(args: argparse.Namespace) -> int:
     from cliphand.report import main as report
 
@@ -167,7 +173,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="a model file, or an MLflow registry URI such as models:/cliphand3d/latest")
+                        help="a model file, or an MLflow registry URI: models:/cliphand3d@champion (the model "
+                             "`dvc repro` registered last), models:/cliphand3d/VERSION, runs:/RUN_ID/model")
     parser.add_argument("--tracking-uri", default=tracking_uri(),
                         help="the MLflow store for models:/ URIs ($MLFLOW_TRACKING_URI when set)")
     parser.add_argument("--bbox", type=_checked(parse_bbox), metavar="X,Y,W,H",
@@ -241,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="torchscript", choices=("torchscript", "torch.export"),
                         help="TorchScript (trace) or a torch.export program (dynamic batch)")
     export.set_defaults(func=_export)
+
+    convert = verbs.add_parser("convert", help="rewrite a model file of the old, pickled format in the safe one "
+                               "(loading the old file runs code it names: only a file you trust)", formatter_class=fmt)
+    convert.add_argument("old", type=Path, help="the pickled model file")
+    convert.add_argument("new", type=Path, nargs="?", help="the file to write; none: replace OLD")
+    convert.set_defaults(func=_convert)
 
     report = verbs.add_parser("report", help="render the README's tables from metrics/", formatter_class=fmt)
     report.add_argument("--check", action="store_true", help="fail if the README is out of date")

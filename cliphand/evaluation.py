@@ -1,31 +1,65 @@
-"""The evaluate stage's comparisons: the mean-pose baseline and where the model's error comes from."""
+"""The evaluate stage's comparisons: the strongest simple baselines, where the model's error comes
+from, and how smooth its mesh is.
+
+Baselines (one number each, never a flattering one):
+
+* aligned metrics (PA-MPJPE, PA-MPVPE, AUC, F-scores): the **canonical mean hand**, the training
+  hands averaged in the hand's own frame (generalised Procrustes over the joints), predicted for
+  every image. Averaging in camera space instead blurs hands seen from every side into a line.
+* root-relative MPJPE: the training set's mean root-relative hand in camera space (the best
+  constant before any alignment), at the true root;
+* MPJPE with an estimated root: that hand at the training set's mean root position, the constant
+  guess of where the hand is.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 import torch
 
 from cliphand import metrics
 from cliphand.data.dataset import HandDataset
+from cliphand.meanhand import canonical_mean_hand
 
 
-def mean_pose_baseline(train_npz: Path, gt_xyz: np.ndarray, gt_verts: np.ndarray) -> dict[str, Any]:
-    """The training set's mean root-relative hand, placed at each ground-truth root."""
-    train = np.load(train_npz)
-    mean_j = (train["xyz"] - train["xyz"][:, :1]).mean(0)
-    mean_v = (train["verts"] - train["xyz"][:, :1]).mean(0)
+def root_relative_mpjpe_mm(gt: np.ndarray, pred: np.ndarray) -> float:
+    """MPJPE with the predicted root moved onto the true one (mm): the pose without its position."""
+    return float(np.linalg.norm((pred - pred[:, :1]) - (gt - gt[:, :1]), axis=-1).mean() * 1000.0)
+
+
+def summary(gt_xyz: np.ndarray, gt_verts: np.ndarray, pred_xyz: np.ndarray, pred_verts: np.ndarray) -> dict[str, Any]:
+    """FreiHAND's metrics (``metrics.freihand_summary``) plus the root-relative MPJPE."""
+    out = metrics.freihand_summary(gt_xyz, gt_verts, pred_xyz, pred_verts)
+    out["rr_mpjpe_mm"] = root_relative_mpjpe_mm(gt_xyz, pred_xyz)
+    return out
+
+
+def baseline(train: dict[str, np.ndarray], gt_xyz: np.ndarray, gt_verts: np.ndarray) -> dict[str, Any]:
+    """The baselines' metrics on the evaluation split (see the module's docstring): aligned metrics and
+    PCK curves of the canonical mean hand; the two MPJPEs of the camera-space mean hand."""
+    n = len(gt_xyz)
+    canon_j, canon_v = canonical_mean_hand(train["xyz"], train["verts"])
     roots = gt_xyz[:, :1]
-    return metrics.freihand_summary(gt_xyz, gt_verts, roots + mean_j, roots + mean_v)
+    out = metrics.freihand_summary(gt_xyz, gt_verts, np.broadcast_to(canon_j, (n, *canon_j.shape)) + roots,
+                                   np.broadcast_to(canon_v, (n, *canon_v.shape)) + roots)
+    rel = train["xyz"] - train["xyz"][:, :1]
+    cam_j = rel.mean(0)
+    out["rr_mpjpe_mm"] = root_relative_mpjpe_mm(gt_xyz, roots + cam_j)
+    mean_root = train["xyz"][:, :1].mean(0)
+    out["mpjpe_mm"] = float(np.linalg.norm(mean_root + cam_j - gt_xyz, axis=-1).mean() * 1000.0)
+    return out
 
 
-def error_sources(pred25d: np.ndarray, dataset: HandDataset) -> dict[str, float]:
-    """PA-MPJPE with one part of the 2.5D prediction replaced by the truth: which part costs most.
+def error_sources(pred25d: np.ndarray, pred_xyz: np.ndarray, dataset: HandDataset) -> dict[str, float]:
+    """Where the error comes from.
 
-    ``uv_only``: predicted u, v with true relative depth; ``depth_only``: true u, v with predicted
-    depth; both with the true root depth, so absolute depth recovery plays no part.
+    ``pa_mpjpe_mm_uv_only``: PA-MPJPE of predicted u, v with the true relative depth;
+    ``pa_mpjpe_mm_depth_only``: true u, v with the predicted relative depth, both placed at the true
+    root depth, so absolute depth recovery plays no part; ``root_depth_error_mm``: the estimated
+    root's depth minus the true one, signed mean (positive: too far), and its mean magnitude.
     """
     gt25d = dataset.ann["joints25d"].astype(np.float64)
     K = torch.from_numpy(dataset.ann["K"]).double()
@@ -36,4 +70,30 @@ def error_sources(pred25d: np.ndarray, dataset: HandDataset) -> dict[str, float]
         mixed = torch.from_numpy(np.concatenate([uv[..., :2], depth[..., 2:]], axis=-1)).double()
         cam = dataset.codec.decode(mixed, root, K, scale).numpy()
         out[f"pa_mpjpe_mm_{name}"] = float(metrics.freihand_summary(dataset.ann["xyz"], None, cam, None)["pa_mpjpe_mm"])
+    depth_error = (pred_xyz[:, 0, 2] - dataset.ann["xyz"][:, 0, 2]) * 1000.0
+    out["root_depth_error_mm"] = float(depth_error.mean())
+    out["root_depth_abs_error_mm"] = float(np.abs(depth_error).mean())
     return out
+
+
+def laplacian_mm(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Per-vertex magnitude of the uniform mesh Laplacian (each vertex minus its neighbours' mean),
+    in mm, ``[N, V]``: how far every vertex sticks out of its neighbourhood. A spike is a large value."""
+    n = verts.shape[1]
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = np.concatenate([edges, edges[:, ::-1]])
+    adjacency = scipy.sparse.coo_matrix((np.ones(len(edges)), edges.T), shape=(n, n)).tocsr()
+    adjacency.data[:] = 1.0  # an edge shared by two faces counts once
+    mean_of_neighbours = scipy.sparse.diags(1.0 / np.maximum(adjacency.sum(1).A1, 1)) @ adjacency
+    flat = verts.transpose(1, 0, 2).reshape(n, -1)  # [V, N * 3]
+    neighbours = (mean_of_neighbours @ flat).reshape(n, len(verts), 3).transpose(1, 0, 2)  # [N, V, 3]
+    return np.linalg.norm(verts - neighbours, axis=-1) * 1000.0
+
+
+def smoothness(pred_verts: np.ndarray, gt_verts: np.ndarray, faces: np.ndarray | None) -> dict[str, float]:
+    """Mean Laplacian magnitude of the predicted and true meshes (mm) and their ratio (1: as smooth as
+    the truth); empty without faces (FreiHAND ships none: MANO's are not redistributable)."""
+    if faces is None:
+        return {}
+    pred, truth = laplacian_mm(pred_verts, faces).mean(), laplacian_mm(gt_verts, faces).mean()
+    return {"model_laplacian_mm": float(pred), "truth_laplacian_mm": float(truth), "ratio": float(pred / truth)}

@@ -171,6 +171,15 @@ def vertex_loss(levels: list[torch.Tensor], target25d: torch.Tensor, indices: li
     return sum(F.l1_loss(pred, target25d[:, ix]) for pred, ix in zip(levels, indices)) / len(levels)
 
 
+def edge_loss(verts25d: torch.Tensor, target25d: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """L1 between edge lengths ``[B, E]`` of the predicted and the true mesh: penalises spikes and
+    crumpling that a per-vertex loss, blind to neighbours, lets through."""
+    def lengths(v: torch.Tensor) -> torch.Tensor:
+        return (v[:, edges[:, 0]] - v[:, edges[:, 1]]).norm(dim=-1)
+
+    return F.l1_loss(lengths(verts25d), lengths(target25d))
+
+
 def mesh_joint_loss(verts25d: torch.Tensor, joint_regressor: torch.Tensor, target25d: torch.Tensor) -> torch.Tensor:
     """L1 between the joints regressed from the mesh ``J @ V`` and the target joints.
 

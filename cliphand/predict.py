@@ -82,11 +82,12 @@ class Predictor:
 
 
 def load_model_file(path: Path | str) -> CLIPHand3D:
-    """A full model (text side included) from a file written by ``save_model``."""
+    """A full model (text side included) from a file written by ``save_model``; a file of another
+    format (the old pickled one included) is a one-line error naming it, never loaded."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such model file (train one with `dvc repro`, or give a registry URI "
-                         "such as models:/cliphand3d/latest)")
+                         "such as models:/cliphand3d@champion)")
     from cliphand.models.io import load_model
 
     return load_model(path).eval()

@@ -60,31 +60,37 @@ def zeroshot_block(metrics_dir: Path) -> str:
 
 
 def evaluate_block(metrics_dir: Path) -> str:
-    """FreiHAND-protocol metrics of the model beside the mean-pose baseline."""
+    """FreiHAND-protocol metrics of the model beside the baseline, where the error comes from, smoothness."""
     e = _load(metrics_dir, "evaluate")
-    m, b = e["model"], e["mean_pose_baseline"]
-    rows = ["| metric (synthetic evaluation split) | cliphand | mean-pose baseline |", "|---|---:|---:|"]
-    rows += [f"| {r.heading} | {r.format(m[r.key])} | {r.format(b[r.key])} |" for r in REPORTED]
+    m, b = e["model"], e["baseline"]
+    rows = ["| metric (synthetic evaluation split) | cliphand | baseline | cliphand ÷ baseline |", "|---|---:|---:|---:|"]
+    rows += [f"| {r.heading} | {r.format(m[r.key])} | {r.format(b[r.key])} | {m[r.key] / b[r.key]:.2f} |" for r in REPORTED]
     src = e["error_sources"]
     rows += [
-        f"| PA-MPJPE, predicted u, v with true depth (mm) | {src['pa_mpjpe_mm_uv_only']:.2f} | |",
-        f"| PA-MPJPE, true u, v with predicted depth (mm) | {src['pa_mpjpe_mm_depth_only']:.2f} | |",
+        f"| PA-MPJPE, predicted u, v with true depth (mm) | {src['pa_mpjpe_mm_uv_only']:.2f} | | |",
+        f"| PA-MPJPE, true u, v with predicted depth (mm) | {src['pa_mpjpe_mm_depth_only']:.2f} | | |",
+        f"| root depth error, signed mean / mean magnitude (mm) | {src['root_depth_error_mm']:+.1f} / "
+        f"{src['root_depth_abs_error_mm']:.1f} | | |",
     ]
+    s = e.get("smoothness")
+    if s:
+        rows.append(f"| mesh \\|Laplacian\\| per vertex, model / truth (mm) | {s['model_laplacian_mm']:.2f} / "
+                    f"{s['truth_laplacian_mm']:.2f} | | {s['ratio']:.2f} (model ÷ truth) |")
     return "\n".join(rows)
 
 
 def ablation_block(metrics_dir: Path) -> str:
-    """The full model against each ``dvc exp run`` ablation (``python -m cliphand.ablation``)."""
+    """Every variant's mean ± sd over its seeds (``python -m cliphand.ablation``)."""
     a = _load(metrics_dir, "ablation")
     columns = [METRICS[k] for k in ABLATION_KEYS]
     rows = [
-        "| variant | command | " + " | ".join(c.heading for c in columns) + " |",
-        "|---|---|" + "---:|" * len(columns),
+        "| variant | `dvc exp run -S` | seeds | " + " | ".join(c.heading for c in columns) + " |",
+        "|---|---|---:|" + "---:|" * len(columns),
     ]
-    rows += [
-        f"| {r['label']} | `{r['command']}` | " + " | ".join(c.format(r[c.key]) for c in columns) + " |"
-        for r in a["rows"]
-    ]
+    for r in a["rows"]:
+        sets = " ".join(f"`{s}`" for s in r["sets"]) or "(params.yaml)"
+        cells = [f"{c.format(r[c.key]['mean'])} ± {c.format(r[c.key]['sd'])}" for c in columns]
+        rows.append(f"| {r['label']} | {sets} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 

@@ -25,7 +25,7 @@ from cliphand.training import distributed
 from cliphand.training.trainer import train_phase
 
 CFG = TrainConfig(
-    epochs=2, batch_size=8, lr=2e-3, warmup_steps=2, workers=0, seed=3, checkpoint_every=100,
+    epochs=2, batch_size=8, lr=2e-3, warmup_steps=2, workers=0, seed=3, checkpoint_every=100, amp="none",
     loss=LossWeights(joints=1.0, heatmap=0.5, clip=0.5, verts=0.0, mesh_joints=0.0),
 )
 
@@ -110,6 +110,7 @@ def test_the_sampler_deals_the_same_global_batches_to_any_number_of_processes(wo
     one.set_position(epoch=2, start=0)
     whole = list(one)
     assert batches == [sorted(whole[:8]), sorted(whole[8:16])]
+    assert {epoch for epoch, _ in whole} == {2}  # (epoch, index) keys: augmentation draws from both
     dealt[0].set_position(epoch=2, start=per_rank)  # resume after one step
     assert list(dealt[0]) == orders[0][per_rank:] and len(dealt[0]) == len(orders[0]) - per_rank
     dealt[0].set_position(epoch=3, start=0)

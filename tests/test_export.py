@@ -38,9 +38,9 @@ def test_mesh_level_equals_the_straightforward_formula(fmap_size):
     nn.init.normal_(level.delta.weight)
     x, coords = torch.randn(2, n_prev, w_prev), torch.rand(2, n_prev, 3)
     fmap = torch.randn(2, channels, fmap_size, fmap_size)
-    up = level.upsample @ coords
+    up = level.blend() @ coords
     reference = level.blocks(
-        level.reduce(level.upsample @ x) + level.pos(level.template)
+        level.reduce(level.blend() @ x) + level.pos(level.template)
         + level.image(sample_features(fmap, up[..., :2])) + level.coords(up)
     )
     out, out_coords = level(x, coords, fmap)

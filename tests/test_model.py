@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_config
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from cliphand.checkpoint import CheckpointError
 from cliphand.config import (
@@ -59,7 +61,8 @@ def test_forward_shapes_and_backward(hierarchy):
     loss = out.verts25d[-1].sum() + out.joints25d.sum() + sum(f.sum() for f in out.pose_feats)
     loss.backward()
     assert model.backbone.body.conv1.weight.grad is not None
-    assert model.mesh.levels[0].upsample.grad is not None
+    assert model.mesh.levels[0].pos.weight.grad is not None
+    assert not any("blend" in n for n, _ in model.mesh.named_parameters())  # fixed blends: buffers, not weights
 
 
 def test_direct_regression_ablation_has_one_level(hierarchy):
@@ -68,7 +71,7 @@ def test_direct_regression_ablation_has_one_level(hierarchy):
     model = CLIPHand3D(tiny_config(mesh=mesh), hierarchy)
     out = model(torch.rand(2, 3, 64, 64))
     assert [v.shape for v in out.verts25d] == [(2, 778, 3)]
-    assert model.hierarchy.sizes == (778,) and model.mesh.levels[0].upsample.shape == (778, 21)
+    assert model.hierarchy.sizes == (778,) and model.mesh.levels[0].blend().shape == (778, 21)
     out.verts25d[0].sum().backward()
     bad = dataclasses.replace(mesh, levels=(98, 389))
     with pytest.raises(ConfigError, match="model.mesh.levels"):
@@ -131,14 +134,18 @@ def test_model_file_round_trip_and_strict_partial_load(hierarchy, tmp_path):
     images = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(images).verts25d[-1], again(images).verts25d[-1])
-    state = torch.load(path, weights_only=False)
-    del state["model"]["pose_head.heatmap2d.weight"]
-    state["model"]["surplus.weight"] = torch.zeros(1)
-    torch.save(state, path)
+    with safe_open(path, framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    del tensors["model.pose_head.heatmap2d.weight"]
+    tensors["model.surplus.weight"] = torch.zeros(1)
+    save_file(tensors, path, metadata=metadata)
     with pytest.raises(CheckpointError, match=r"missing keys \(1\): pose_head\.heatmap2d\.weight.*unexpected keys \(1\): surplus\.weight"):
         load_model(path)
+    save_file(tensors, path, metadata={"cliphand": metadata["cliphand"].replace('"version": 1', '"version": 2')})
+    with pytest.raises(CheckpointError, match=r"format 'cliphand-model' version 2; this cliphand reads 'cliphand-model' version 1"):
+        load_model(path)
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="unreadable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a cliphand model file"):
         load_model(path)
 
 

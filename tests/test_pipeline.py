@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from cliphand.serving import load_predictor
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("download", "preprocess", "pretrain", "finetune", "zeroshot", "evaluate", "benchmark")
 
@@ -35,7 +37,6 @@ def test_repro_writes_metrics_and_plots_and_then_does_nothing(repo):
 
 @pytest.mark.slow
 def test_server_has_runs_params_metrics_tags_and_the_registered_model(repo, mlflow_server):
-    import mlflow
     import torch
     from mlflow import MlflowClient
 
@@ -53,9 +54,9 @@ def test_server_has_runs_params_metrics_tags_and_the_registered_model(repo, mlfl
     assert {"pck.png", "prediction.png"} <= {a.path for a in client.list_artifacts(by_stage["evaluate"].info.run_id)}
     versions = client.search_model_versions("name='cliphand3d'")
     assert versions
-    mlflow.set_tracking_uri(mlflow_server)
-    model = mlflow.pytorch.load_model(f"models:/cliphand3d/{versions[0].version}")
-    out = model(torch.rand(2, 3, 64, 64))
+    assert client.get_model_version_by_alias("cliphand3d", "champion").version  # set by the default pipeline
+    predictor = load_predictor(f"models:/cliphand3d/{versions[0].version}", mlflow_server)
+    out = predictor.net(torch.rand(2, 3, 64, 64))
     assert out.shape == (2, 21 + 778, 3) and torch.isfinite(out).all()
 
 
@@ -76,17 +77,21 @@ def test_exp_run_with_a_param_override_and_two_processes(repo):
 def test_ablation_runs_as_a_dvc_experiment_and_is_tabulated(repo):
     clone, env = repo
     result = subprocess.run(
-        [sys.executable, "-m", "cliphand.ablation", "direct-778"], cwd=clone, env=env, capture_output=True, text=True,
-        timeout=900,
+        [sys.executable, "-m", "cliphand.ablation", "full", "direct-778", "--seeds", "0"], cwd=clone, env=env,
+        capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = json.loads((clone / "metrics" / "ablation.json").read_text())
     full, direct = table["rows"]
     assert full["name"] == "full" and direct["name"] == "direct-778"
-    assert direct["command"] == "dvc exp run --temp -n direct-778 -S '++model.mesh.levels=[778]' -S 'model.mesh.widths=[32]'"
-    assert direct["pa_mpjpe_mm"] != full["pa_mpjpe_mm"] and direct["pa_mpjpe_mm"] > 0
+    assert full["seeds"][0]["command"] == "dvc repro"  # the workspace's own run is seed 0
+    assert direct["seeds"][0]["command"] == (
+        "dvc exp run --temp -n direct-778-seed0 -S '++model.mesh.levels=[778]' -S 'model.mesh.widths=[32]' "
+        "-S pretrain.seed=0 -S finetune.seed=0"
+    )
+    assert direct["pa_mpjpe_mm"]["mean"] != full["pa_mpjpe_mm"]["mean"] and direct["pa_mpjpe_mm"]["sd"] == 0.0
     shown = subprocess.run(["dvc", "exp", "show", "--csv"], cwd=clone, capture_output=True, text=True)
-    assert "direct-778" in shown.stdout
+    assert "direct-778-seed0" in shown.stdout
 
 
 def test_a_dead_tracking_server_stops_the_stage_before_any_work(tmp_path):

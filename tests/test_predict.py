@@ -214,6 +214,7 @@ def test_load_from_the_model_registry(model, predictor, photo, tmp_path, monkeyp
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # set_tracking_uri sets it too: restored after the test
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run():
         log_model(model, [{"image": torch.rand(3, 64, 64)}] * 2)

@@ -35,7 +35,7 @@ class SyntheticConfig:
     """The generated default dataset (``data.synthetic``)."""
 
     n_train: int = 1500  # training poses, each rendered over 4 backgrounds
-    n_eval: int = 250
+    n_eval: int = 512
     image_size: int = 224
     seed: int = 0
     workers: int = 2
@@ -99,6 +99,7 @@ class MeshConfig:
     # Mesh levels used, a subset of the hierarchy's; (778,) regresses the mesh directly from the
     # joints (the paper's "without coarse-to-fine" ablation) and then needs one width.
     levels: tuple[int, ...] = (98, 195, 389, 778)
+    upsample: Literal["fixed", "learned"] = "fixed"  # blends between levels: as built, or trained (rows stay convex)
 
 
 @dataclass
@@ -127,7 +128,7 @@ class ModelConfig:
 
     image_size: int = 96
     embed_dim: int = 512
-    depth_range: float = 8.0  # root-relative depth range, in units of the hand's scale
+    depth_range: float = 3.5  # root-relative depth range, in units of the hand's scale
     pose_width: int = 128  # channels of the pose head's stride-8 fusion
     joint_dim: int = 64  # depth features per joint
     heatmap_stride: int = 8  # pixels per x/y heatmap bin (paper: 8, i.e. 32 bins at 256 px)
@@ -190,11 +191,36 @@ class LossWeights:
     clip: float = 0.05  # per-axis contrastive pose-text loss, summed over x, y, z
     verts: float = 0.0  # L1 on 2.5D vertices, every mesh level
     mesh_joints: float = 0.0  # L1 on the joints regressed from the mesh
+    edges: float = 0.0  # L1 between the full mesh's edge lengths and the truth's (needs the topology)
 
     def validate(self, prefix: str) -> None:
         for name, value in vars(self).items():
             if value < 0:
                 raise ConfigError(f"{prefix}.{name}: must not be negative, got {value}")
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation (``<phase>.augment``); every warp moves the targets, prompts and K along.
+
+    A sample's draw depends only on (``seed``, epoch, sample), so runs and resumed runs see the same.
+    """
+
+    rotate_deg: float = 0.0  # in-plane roll up to ± this: the hand turns about the camera's optical axis
+    scale: float = 0.0  # zoom by 1 ± this about the principal point (the focal length changes)
+    translate: float = 0.0  # principal-point shift up to ± this fraction of the crop
+    color: float = 0.0  # brightness, contrast and saturation each scaled by 1 ± this
+
+    def validate(self, prefix: str) -> None:
+        for name, value in vars(self).items():
+            if value < 0:
+                raise ConfigError(f"{prefix}.{name}: must not be negative, got {value}")
+        if self.scale >= 1 or self.color >= 1:
+            raise ConfigError(f"{prefix}: scale and color must be below 1, got {self.scale}, {self.color}")
+
+    @property
+    def enabled(self) -> bool:
+        return any(vars(self).values())
 
 
 @dataclass
@@ -209,7 +235,7 @@ class TrainConfig:
     samples on CUDA (SyncBatchNorm) but from one process's micro-batch on CPU.
     """
 
-    epochs: int = 4
+    epochs: int = 5
     batch_size: int = 16
     grad_accum: int = 1  # micro-batches accumulated into one optimiser step
     lr: float = 0.002
@@ -218,10 +244,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     workers: int = 1
     seed: int = 0
-    amp: AmpMode = "none"
+    amp: AmpMode = "bf16"
     device: str = "auto"
     checkpoint_every: int = 200  # optimiser steps between mid-epoch checkpoints
     loss: LossWeights = field(default_factory=LossWeights)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self, prefix: str) -> None:
         """Raise a ConfigError naming the first unusable key."""

@@ -9,6 +9,8 @@ import torch
 from torch.utils.data import Dataset
 
 from cliphand.codec import Codec25D
+from cliphand.config import AugmentConfig
+from cliphand.data import augment
 from cliphand.text.prompts import make_prompts
 
 
@@ -20,7 +22,10 @@ class HandDataset(Dataset):
     Images are memory-mapped, so workers share the page cache instead of copies.
     """
 
-    def __init__(self, root: Path, split: str, depth_range: float, template: str | None = None) -> None:
+    def __init__(
+        self, root: Path, split: str, depth_range: float, template: str | None = None,
+        augment: AugmentConfig | None = None, seed: int = 0,
+    ) -> None:
         root = Path(root)
         ann_path, img_path = root / f"{split}.npz", root / f"{split}_images.npy"
         for path in (ann_path, img_path):
@@ -35,6 +40,10 @@ class HandDataset(Dataset):
         self.depth_range = depth_range
         self.codec = Codec25D(self.size, depth_range)
         self.has_targets = "xyz" in self.ann and "verts" in self.ann
+        self.template = template
+        # Augmented samples are drawn per (seed, epoch, index): the sampler hands (epoch, index) keys.
+        self.augment = augment if augment is not None and augment.enabled and self.has_targets else None
+        self.seed = seed
         if self.has_targets:
             kwargs = {} if template is None else {"template": template}
             self.prompts = make_prompts(self.ann["xyz"], **kwargs)
@@ -52,7 +61,11 @@ class HandDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Sample ``key``: an index, or ``(epoch, index)`` from the training sampler (augmented, when on)."""
+        epoch, i = key if isinstance(key, tuple) else (None, key)
+        if self.augment is not None and epoch is not None:
+            return self._augmented(i, np.random.default_rng([self.seed, epoch, i]))
         image = torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1).float() / 255.0  # copy out of the memmap
         item = {
             "image": image,  # [3, S, S]
@@ -69,3 +82,25 @@ class HandDataset(Dataset):
                 prompts=tuple(self.prompts[i]),
             )
         return item
+
+    def _augmented(self, i: int, rng: np.random.Generator) -> dict:
+        """Sample ``i`` warped by a draw from ``rng``, its targets and prompts recomputed to match."""
+        K = self.ann["K"][i].astype(np.float64)
+        w = augment.draw(self.augment, rng, K, self.size)
+        image, K_new, (xyz, verts) = augment.apply(
+            w, np.asarray(self.images[i]), K, [self.ann["xyz"][i].astype(np.float64), self.ann["verts"][i].astype(np.float64)]
+        )
+        Kt, scale = torch.from_numpy(K_new)[None], torch.tensor([float(self.ann["scale"][i])], dtype=torch.float64)
+        xyz_t, verts_t = torch.from_numpy(xyz)[None], torch.from_numpy(verts)[None]
+        kwargs = {} if self.template is None else {"template": self.template}
+        return {
+            "image": torch.from_numpy(image).permute(2, 0, 1).float() / 255.0,
+            "K": torch.from_numpy(K_new).float(),
+            "scale": torch.tensor(float(self.ann["scale"][i])),
+            "index": int(self.ann["index"][i]),
+            "xyz": torch.from_numpy(xyz).float(),
+            "verts": torch.from_numpy(verts).float(),
+            "joints25d": self.codec.encode(xyz_t, Kt, scale)[0].float(),
+            "verts25d": self.codec.encode_points(verts_t, xyz_t[:, 0, 2], Kt, scale)[0].float(),
+            "prompts": tuple(make_prompts(xyz, **kwargs)[0]),
+        }

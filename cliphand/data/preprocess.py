@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,11 +20,14 @@ from tqdm import tqdm
 
 from cliphand.config import PreprocessConfig
 from cliphand.data.freihand import FreiHAND
+from cliphand.files import atomic_path, check_free_space
 from cliphand.models.hierarchy import build_hierarchy, joint_regressor_error_mm
 
 log = logging.getLogger(__name__)
 
 PROCESSED_SPLITS = ("train", "val", "eval")
+# Per image: K, ids and joints in float64, and the 778-vertex mesh in float32 (about 9.9 KB).
+ANNOTATION_BYTES = 10_000
 
 
 def _resize(reader: FreiHAND, index: int, size: int) -> np.ndarray:
@@ -34,6 +35,12 @@ def _resize(reader: FreiHAND, index: int, size: int) -> np.ndarray:
     if image.shape[:2] != (size, size):
         image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
     return image
+
+
+def _needed_bytes(counts: tuple[int, ...], size: int) -> int:
+    """What the splits' files take, about: the uint8 images (the bulk: ~25 GB at the paper's size)
+    and each image's annotations (``ANNOTATION_BYTES``)."""
+    return sum(counts) * (size * size * 3 + ANNOTATION_BYTES)
 
 
 def _write_split(
@@ -57,20 +64,17 @@ def _write_split(
     if reader.verts is not None:
         ann["verts"] = reader.verts[poses].astype(np.float32)
 
-    images_path = out_dir / f"{name}_images.npy"
-    tmp_images = images_path.with_suffix(".npy.tmp")
-    images = np.lib.format.open_memmap(tmp_images, mode="w+", dtype=np.uint8, shape=(len(indices), size, size, 3))
-    with ThreadPoolExecutor(workers) as pool:
-        jobs = pool.map(lambda i: _resize(reader, int(i), size), indices)
-        for k, image in enumerate(tqdm(jobs, total=len(indices), desc=f"preprocess {name}", unit="img")):
-            images[k] = image
-    images.flush()
-    del images
-    os.replace(tmp_images, images_path)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
+    # Temp files beside the targets, removed on any failure (a half-written array can be gigabytes).
+    with atomic_path(out_dir / f"{name}_images.npy") as tmp:
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(indices), size, size, 3))
+        with ThreadPoolExecutor(workers) as pool:
+            jobs = pool.map(lambda i: _resize(reader, int(i), size), indices)
+            for k, image in enumerate(tqdm(jobs, total=len(indices), desc=f"preprocess {name}", unit="img")):
+                images[k] = image
+        images.flush()
+        del images
+    with atomic_path(out_dir / f"{name}.npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **ann)
-    os.replace(tmp, out_dir / f"{name}.npz")
 
 
 def preprocess(raw_root: Path, out_dir: Path, cfg: PreprocessConfig) -> dict:
@@ -91,6 +95,8 @@ def preprocess(raw_root: Path, out_dir: Path, cfg: PreprocessConfig) -> dict:
     # Validation keeps one background per pose (the first), as the evaluation split has.
     val_images = all_images[is_val[pose_of_image] & (all_images < train.num_poses)]
     train_images = all_images[~is_val[pose_of_image]]
+    counts = (len(train_images), len(val_images), len(evaluation))
+    check_free_space(out_dir, _needed_bytes(counts, cfg.image_size), f"the processed arrays of {sum(counts)} images")
 
     _write_split(train, train_images, out_dir, "train", cfg.image_size, cfg.workers)
     _write_split(train, val_images, out_dir, "val", cfg.image_size, cfg.workers)

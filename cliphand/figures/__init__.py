@@ -10,18 +10,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from cliphand.files import atomic_path
+
 AXIS_COLORS = {"x": "tab:red", "y": "tab:green", "z": "tab:blue"}
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG (legends added, atomically) and close it."""
+    """Write ``fig`` as a PNG (legends added; atomically, as ``files.atomic_path``) and close it."""
     for ax in fig.axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path

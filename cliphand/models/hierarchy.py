@@ -1,22 +1,23 @@
 """The coarse-to-fine mesh hierarchy, built from data (never from MANO files).
 
-Levels of 98, 195, 389 and 778 vertices are nested subsets of the mean training mesh chosen by
-farthest-point sampling (the authors take every 8th/4th/2nd vertex of the MANO template). Between
-levels, each finer node starts as the inverse-distance blend of its nearest coarser nodes; the
-first level is blended from the 21 joints. The 21×778 joint regressor comes from the data when it
+Levels of 98, 195, 389 and 778 vertices are nested subsets of the canonical mean training mesh
+(``cliphand.meanhand``: averaged in the hand's own frame) chosen by farthest-point sampling (the
+authors take every 8th/4th/2nd vertex of the MANO template). Between levels, each finer node is
+the inverse-distance blend of its nearest coarser nodes on that mean hand; the first level is
+blended from the 21 joints. The 21×778 joint regressor comes from the data when it
 ships one, else it is fitted by least squares on the training meshes.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
 
+from cliphand.files import atomic_path
+from cliphand.meanhand import canonical_mean_hand
 from cliphand.skeleton import BONES, NUM_JOINTS, NUM_VERTS
 
 LEVELS = (98, 195, 389, 778)
@@ -26,8 +27,8 @@ LEVELS = (98, 195, 389, 778)
 class MeshHierarchy:
     """Templates and up-sampling matrices of the coarse-to-fine regressor.
 
-    ``templates[l]`` [n_l, 3]: the mean mesh at level ``l``, root-relative, in units of the hand's
-    scale. ``upsample[l]`` [n_l, n_{l-1}]: blends the previous level (the 21 joints for ``l = 0``).
+    ``templates[l]`` [n_l, 3]: the canonical mean mesh at level ``l``, root-relative, in units of the
+    hand's scale. ``upsample[l]`` [n_l, n_{l-1}]: blends the previous level (the 21 joints for ``l = 0``).
     ``indices[l]``: which of the 778 vertices level ``l`` keeps. ``joint_regressor`` [21, 778].
     ``faces`` [F, 3] of the full mesh, when known. ``bone_ratios`` [20]: the mean length of each
     bone (``skeleton.BONES`` order) over the hand's scale, for recovering absolute depth.
@@ -45,18 +46,14 @@ class MeshHierarchy:
         return tuple(len(t) for t in self.templates)
 
     def save(self, path: Path) -> None:
-        """Write to an ``.npz`` file atomically."""
+        """Write to an ``.npz`` file atomically, with the umask's permissions (``files.atomic_path``)."""
         arrays = {"joint_regressor": self.joint_regressor, "bone_ratios": self.bone_ratios}
         if self.faces is not None:
             arrays["faces"] = self.faces
         for i, (t, u, ix) in enumerate(zip(self.templates, self.upsample, self.indices)):
             arrays.update({f"template{i}": t, f"upsample{i}": u, f"indices{i}": ix})
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
 
     def subset(self, sizes: tuple[int, ...]) -> MeshHierarchy:
         """Only the levels of ``sizes`` (ending at 778), skipped levels' up-sampling composed.
@@ -83,8 +80,8 @@ class MeshHierarchy:
 
     @classmethod
     def load(cls, path: Path) -> MeshHierarchy:
-        """Read a hierarchy written by ``save``."""
-        with np.load(path) as z:
+        """Read a hierarchy written by ``save`` (arrays only: ``np.load`` refuses pickled objects)."""
+        with np.load(path, allow_pickle=False) as z:
             n = sum(1 for k in z.files if k.startswith("template"))
             return cls(
                 templates=[z[f"template{i}"] for i in range(n)],
@@ -147,10 +144,9 @@ def build_hierarchy(
         raise ValueError(f"build_hierarchy: verts {verts.shape} / xyz {xyz.shape} have wrong shapes")
     if levels[-1] != NUM_VERTS or list(levels) != sorted(levels):
         raise ValueError(f"model.mesh.levels: must increase to {NUM_VERTS}, got {levels}")
-    # Root-relative, scale-normalised means, so the templates are unitless.
-    rel_v = (verts - xyz[:, :1]) / scale[:, None, None]
-    rel_j = (xyz - xyz[:, :1]) / scale[:, None, None]
-    mean_v, mean_j = rel_v.mean(0), rel_j.mean(0)
+    # The mean hand in its own frame, root-relative and in units of the scale: unitless templates.
+    canon_j, canon_v = canonical_mean_hand(xyz, verts)
+    mean_j, mean_v = (canon_j - canon_j[:1]) / scale.mean(), (canon_v - canon_j[:1]) / scale.mean()
 
     # Nested subsets from fine to coarse: each level keeps a farthest-point subset of the next.
     indices = [np.arange(NUM_VERTS)]

@@ -9,6 +9,7 @@ predicts a coordinate correction. Coordinates are 2.5D (see ``cliphand.codec``).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,15 +44,40 @@ def _transformer(width: int, layers: int, heads: int) -> nn.TransformerEncoder:
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
+class Blend(nn.Module):
+    """Up-sampling that stays a blend: each finer node a convex combination of its nearest coarser ones.
+
+    Rows are non-negative and sum to one, so the blend commutes with translations and keeps a
+    vertex inside its neighbours' hull: unconstrained trainable matrices (the authors') can drift
+    in row sum and scale the mesh about the origin of its coordinates. ``learned`` lets the weights
+    train within that constraint (a softmax over each row's support); otherwise they stay as built.
+    """
+
+    def __init__(self, weights: Tensor, learned: bool) -> None:
+        super().__init__()
+        support = weights > 0
+        self.register_buffer("support", support)
+        if learned:
+            self.logits = nn.Parameter(weights.clamp_min(1e-12).log().masked_fill(~support, 0.0))
+        else:
+            self.register_buffer("fixed", weights.clone())
+
+    def forward(self) -> Tensor:
+        """The blend matrix ``[n, n_prev]``."""
+        if hasattr(self, "logits"):
+            return self.logits.masked_fill(~self.support, float("-inf")).softmax(-1)
+        return self.fixed
+
+
 class MeshLevel(nn.Module):
     """One refinement level: up-sample, add template and image features, attend, correct."""
 
     def __init__(
         self, upsample: Tensor, template: Tensor, in_width: int, width: int, fmap_channels: int,
-        layers: int, heads: int,
+        layers: int, heads: int, learned_blend: bool = False,
     ) -> None:
         super().__init__()
-        self.upsample = nn.Parameter(upsample.clone())  # [n, n_prev]
+        self.blend = Blend(upsample, learned_blend)  # [n, n_prev]
         self.register_buffer("template", template.clone())  # [n, 3]
         self.reduce = nn.Linear(in_width, width)
         self.pos = nn.Linear(3, width)
@@ -65,10 +91,11 @@ class MeshLevel(nn.Module):
 
     def forward(self, x: Tensor, coords: Tensor, fmap: Tensor) -> tuple[Tensor, Tensor]:
         """Nodes ``[B, n_prev, w_prev]`` and 2.5D coords ``[B, n_prev, 3]`` → ``[B, n, w]``, ``[B, n, 3]``."""
-        coords = self.upsample @ coords  # [B, n, 3]
+        blend = self.blend()
+        coords = blend @ coords  # [B, n, 3]
         # Up-sampling and the linear maps commute: reduce the width on the n_prev nodes, before
         # up-sampling to n, and add the biases once.
-        x = self.upsample @ F.linear(x, self.reduce.weight)  # [B, n, w]
+        x = blend @ F.linear(x, self.reduce.weight)  # [B, n, w]
         x = (
             x
             + sample_projected(fmap, coords[..., :2], self.image.weight)
@@ -100,13 +127,15 @@ class MeshRegressor(nn.Module):
         self.levels = nn.ModuleList(
             MeshLevel(
                 torch.as_tensor(up), torch.as_tensor(tpl), w_in, w, c, cfg.layers,
-                max(1, w // cfg.head_dim),
+                max(1, w // cfg.head_dim), cfg.upsample == "learned",
             )
             for up, tpl, w_in, w, c in zip(
                 hierarchy.upsample, hierarchy.templates, in_widths, cfg.widths, fmap_channels
             )
         )
         self.register_buffer("joint_regressor", torch.as_tensor(hierarchy.joint_regressor))
+        # The full mesh's edges [E, 2], for the edge-length loss (none when the topology is unknown).
+        self.register_buffer("edges", _edges(hierarchy.faces), persistent=False)
 
     def forward(self, pyramid: list[Tensor], joints25d: Tensor) -> list[Tensor]:
         """``[C2..C5]`` and joints ``[B, 21, 3]`` → 2.5D vertices per level ``[[B, n_l, 3]]``."""
@@ -122,3 +151,11 @@ class MeshRegressor(nn.Module):
             x, coords = level(x, coords, fmap)
             out.append(coords)
         return out
+
+
+def _edges(faces: np.ndarray | None) -> Tensor:
+    """The unique undirected edges ``[E, 2]`` of a triangle mesh ``[F, 3]`` (``[0, 2]`` without one)."""
+    if faces is None:
+        return torch.zeros(0, 2, dtype=torch.long)
+    pairs = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    return torch.as_tensor(np.unique(np.sort(pairs, axis=1), axis=0), dtype=torch.long)

@@ -1,16 +1,16 @@
-"""Stage ``evaluate``: FreiHAND's protocol on the evaluation split beside the mean-pose baseline,
-the PCK curves, and the README's prediction figure (drawn as ``cliphand predict`` draws)."""
+"""Stage ``evaluate``: FreiHAND's protocol on the evaluation split beside the strongest simple
+baselines (``cliphand.evaluation``), where the error comes from, the mesh's smoothness, the PCK
+curves, and the README's prediction figure (drawn as ``cliphand predict`` draws)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cliphand import metrics, tracking, viz
+from cliphand import evaluation, metrics, tracking, viz
 from cliphand.config import ConfigError, Params
 from cliphand.data.dataset import HandDataset
 from cliphand.devices import resolve_device
-from cliphand.evaluation import error_sources, mean_pose_baseline
-from cliphand.figures.evaluation import pck_figure
+from cliphand.figures.evaluation import pck_figure, smoothness_figure
 from cliphand.files import write_csv, write_json
 from cliphand.models.io import load_model
 from cliphand.outputs import dataset_outputs
@@ -31,12 +31,15 @@ def evaluate(params: Params, raw: dict) -> dict:
     with tracking.stage_run("evaluate", sections(raw, "evaluate")):
         pred = dataset_outputs(model, dataset, params.evaluate.batch_size, device, with_text=False, desc="evaluate")
         gt_xyz, gt_verts = dataset.ann["xyz"], dataset.ann["verts"].astype(np.float64)
-        ours = metrics.freihand_summary(gt_xyz, gt_verts, pred["joints_cam"], pred["verts_cam"])
-        base = mean_pose_baseline(PROCESSED / "train.npz", gt_xyz, gt_verts)
+        ours = evaluation.summary(gt_xyz, gt_verts, pred["joints_cam"], pred["verts_cam"])
+        with np.load(PROCESSED / "train.npz") as train:
+            base = evaluation.baseline({k: train[k] for k in ("xyz", "verts")}, gt_xyz, gt_verts)
+        faces = model.hierarchy.faces
         result = {
             "model": metrics.reported(ours),
-            "mean_pose_baseline": metrics.reported(base),
-            "error_sources": error_sources(pred["joints25d"], dataset),
+            "baseline": metrics.reported(base),
+            "error_sources": evaluation.error_sources(pred["joints25d"], pred["joints_cam"], dataset),
+            "smoothness": evaluation.smoothness(pred["verts_cam"], gt_verts, faces),
         }
         write_json(METRICS / "evaluate.json", result)
         pck = [
@@ -47,17 +50,22 @@ def evaluate(params: Params, raw: dict) -> dict:
             )
         ]
         write_csv(PLOTS / "pck.csv", pck)
-        figure = pck_figure(pck, PLOTS / "pck.png")
+        figures = [pck_figure(pck, PLOTS / "pck.png")]
+        if faces is not None:
+            figures.append(smoothness_figure(
+                evaluation.laplacian_mm(pred["verts_cam"], faces), evaluation.laplacian_mm(gt_verts, faces),
+                PLOTS / "smoothness.png",
+            ))
         # The README's picture, drawn as `cliphand predict` draws, beside the truth through the same code.
         rows = [
             viz.prediction_panels(dataset.images[example], dataset.ann["K"][example], joints, verts,
-                                  model.hierarchy.faces, title=who)
+                                  faces, title=who)
             for who, joints, verts in (("prediction", pred["joints_cam"][example], pred["verts_cam"][example]),
                                        ("truth", gt_xyz[example], gt_verts[example]))
         ]
         picture = viz.save_png(viz.stack_rows(rows), DOCS / "prediction.png")
         log_final({f"{who}_{k}": v for who, r in result.items() for k, v in r.items()})
-        log_artifacts(figure, picture)
+        log_artifacts(*figures, picture)
     return result
 
 

@@ -13,17 +13,20 @@ from cliphand.figures.curves import training_curves
 from cliphand.files import write_csv, write_json
 from cliphand.models.cliphand3d import CLIPHand3D, count_parameters
 from cliphand.models.hierarchy import MeshHierarchy
-from cliphand.models.io import save_model
+from cliphand.models.io import load_weights, save_model
 from cliphand.paths import CHECKPOINTS, METRICS, MODEL_FILES, PLOTS, PROCESSED
 from cliphand.stages import sections
 from cliphand.training import distributed
 from cliphand.training.trainer import seed_everything, train_phase
 
 
-def datasets(params: Params) -> tuple[HandDataset, HandDataset]:
-    """The training and validation splits with the model's 2.5D targets and prompts."""
+def datasets(params: Params, phase: str) -> tuple[HandDataset, HandDataset]:
+    """The training split (with the phase's augmentation) and the validation split, with the model's
+    2.5D targets and prompts."""
+    cfg = getattr(params, phase)
     args = (params.model.depth_range, params.prompts.template)
-    return HandDataset(PROCESSED, "train", *args), HandDataset(PROCESSED, "val", *args)
+    return (HandDataset(PROCESSED, "train", *args, augment=cfg.augment, seed=cfg.seed),
+            HandDataset(PROCESSED, "val", *args))
 
 
 def train(params: Params, raw: dict, phase: str, register: Callable[[CLIPHand3D, HandDataset], object] | None = None) -> dict:
@@ -44,12 +47,12 @@ def train(params: Params, raw: dict, phase: str, register: Callable[[CLIPHand3D,
         model = CLIPHand3D(params.model, hierarchy)
         if phase == "finetune":
             source = MODEL_FILES["pretrain"]
-            load_model_state(model, load_checkpoint(source)["model"], source)
-        train_set, val_set = datasets(params)
+            load_model_state(model, load_weights(source), source)
+        train_set, val_set = datasets(params, phase)
         checkpoint = CHECKPOINTS / f"{phase}.pt"
         run_id = load_checkpoint(checkpoint).get("run", {}).get("mlflow_run_id") if checkpoint.is_file() else None
         if not world.is_main:
-            return train_phase(model, cfg, phase, train_set, val_set, checkpoint).final
+            return train_phase(model, cfg, phase, train_set, val_set, checkpoint, template=params.prompts.template).final
         logged = sections(raw, "model", "prompts", "launch", phase)
         with tracking.stage_run(phase, logged, run_id=run_id) as run:
             import mlflow
@@ -60,6 +63,7 @@ def train(params: Params, raw: dict, phase: str, register: Callable[[CLIPHand3D,
                 model, cfg, phase, train_set, val_set, checkpoint,
                 on_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
                 run_info={"mlflow_run_id": run.info.run_id},
+                template=params.prompts.template,
             )
             model.cpu()
             save_model(model, MODEL_FILES[phase])

@@ -153,8 +153,9 @@ class ResumableSampler(DistributedSampler):
         self.set_epoch(epoch)
         self.start = start
 
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(super().__iter__(), self.start, None)
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        """``(epoch, index)`` pairs: the dataset draws a sample's augmentation from both."""
+        return ((self.epoch, i) for i in itertools.islice(super().__iter__(), self.start, None))
 
     def __len__(self) -> int:
         return super().__len__() - self.start

@@ -91,6 +91,8 @@ def compute_losses(
         terms["mesh_joints"] = w.mesh_joints * losses.mesh_joint_loss(
             out.verts25d[-1], model.mesh.joint_regressor, joints25d
         )
+        if w.edges and len(model.mesh.edges):
+            terms["edges"] = w.edges * losses.edge_loss(out.verts25d[-1], batch["verts25d"], model.mesh.edges)
     terms["total"] = sum(terms.values())
     return terms
 
@@ -183,11 +185,44 @@ def validate(model: CLIPHand3D, dataset: HandDataset, cfg: TrainConfig, device: 
     return out
 
 
-def resume_key(cfg: TrainConfig, world: World, train_samples: int) -> dict[str, Any]:
-    """What a checkpoint must agree on to be resumed: the phase's maths, process count, data size."""
-    key = {k: v for k, v in asdict(cfg).items() if k not in RESUME_FREE and k != "loss"}
-    key.update({f"loss.{k}": v for k, v in asdict(cfg.loss).items()})
-    key.update(processes=world.size, train_samples=train_samples)
+def resume_key(
+    cfg: TrainConfig, world: World, model: CLIPHand3D, train_set: HandDataset, val_set: HandDataset,
+    template: str | None,
+) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed: everything that changes what the phase computes.
+
+    The phase's TrainConfig (less ``RESUME_FREE``), the process count and data size; the model's
+    whole config (``model.*``) and the prompt template; and digests of the data each split's
+    annotations hold (``data.train``, ``data.val``; the images by their array's shape, as hashing
+    gigabytes would stall every start), of the mesh hierarchy, of the weights the phase starts from
+    (``initial_weights``: models/pretrain.pt's for finetune, the seeded initialisation for
+    pretrain) and of the package's source (``code``). Computed before any step or restore.
+    """
+    from cliphand.checkpoint import digest, source_digest
+
+    def flat(prefix: str, config: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in config.items():
+            out.update(flat(f"{prefix}{k}.", v) if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    def data(dataset: HandDataset) -> str:
+        # joints25d/verts25d are HandDataset's targets, computed from these arrays and model.depth_range.
+        names = sorted(k for k in dataset.ann if k not in ("joints25d", "verts25d"))
+        return digest([*((k, dataset.ann[k]) for k in names), ("images.shape", np.asarray(dataset.images.shape))])
+
+    h = model.hierarchy
+    levels = [(f"{name}{i}", a) for i, level in enumerate(zip(h.templates, h.upsample, h.indices))
+              for name, a in zip(("template", "upsample", "indices"), level)]
+    whole = {"joint_regressor": h.joint_regressor, "bone_ratios": h.bone_ratios, "faces": h.faces}
+    key = flat("", {k: v for k, v in asdict(cfg).items() if k not in RESUME_FREE})
+    key.update(processes=world.size, train_samples=len(train_set))
+    key.update(flat("model.", asdict(model.cfg)))
+    key["prompts.template"] = template
+    key["data.train"], key["data.val"] = data(train_set), data(val_set)
+    key["data.hierarchy"] = digest(levels + [(k, a) for k, a in whole.items() if a is not None])
+    key["initial_weights"] = digest(model.state_dict().items())
+    key["code"] = source_digest()
     return key
 
 
@@ -208,7 +243,12 @@ def check_resumable(state: dict[str, Any], phase: str, expected: dict[str, Any],
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """This process's random states as plain data, which ``weights_only`` loading accepts: NumPy's
+    state tuple holds an ndarray (unpickling one runs numpy's reconstructor), so its key is a tensor."""
+    name, mt_key, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {"name": name, "key": torch.from_numpy(mt_key.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -216,7 +256,8 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     random.setstate(state["python"])
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
@@ -231,6 +272,7 @@ def train_phase(
     checkpoint_path: Path,
     on_metrics: MetricsCallback | None = None,
     run_info: dict | None = None,
+    template: str | None = None,
 ) -> PhaseResult:
     """Train ``model`` for one phase, resuming from ``checkpoint_path`` when it holds this phase.
 
@@ -258,7 +300,7 @@ def train_phase(
     schedule = lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * s / total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
-    key = resume_key(cfg, world, len(train_set))
+    key = resume_key(cfg, world, model, train_set, val_set, template)  # the template of train_set's prompts
     start_epoch, step, history = 0, 0, []
     if checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path)

@@ -1,0 +1,109 @@
+"""The fair evaluation: the canonical mean hand, root-relative errors, mesh smoothness, and the mesh
+hierarchy built in the hand's own frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from cliphand import evaluation
+from cliphand.data import handmodel
+from cliphand.data.synthetic import make_pose
+from cliphand.losses import edge_loss
+from cliphand.meanhand import canonical_mean_hand
+from cliphand.metrics import freihand_summary, procrustes_align
+from cliphand.models.hierarchy import build_hierarchy
+from cliphand.models.mesh_regressor import Blend
+
+
+def _one_hand() -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic hand's joints [21, 3] and vertices [778, 3], meters."""
+    annotation, _, _ = make_pose(seed=0, split="training", pose=0, size=224)
+    return annotation.xyz, annotation.verts
+
+
+def _spun(xyz: np.ndarray, verts: np.ndarray, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` copies of one hand, each turned a random way about its root and placed 0.5 m ahead."""
+    rots = Rotation.random(n, random_state=1).as_matrix()  # [n, 3, 3]
+    root = xyz[:1]
+    turn = lambda pts: np.einsum("nij,kj->nki", rots, pts - root) + np.array([0.0, 0.0, 0.5])
+    return turn(xyz), turn(verts)
+
+
+def test_the_canonical_mean_of_one_hand_seen_every_way_is_that_hand():
+    xyz, verts = _one_hand()
+    spun_j, spun_v = _spun(xyz, verts)
+    mean_j, mean_v = canonical_mean_hand(spun_j, spun_v)
+    assert np.abs(procrustes_align(xyz, mean_j) - xyz).max() < 1e-6
+    assert np.abs(procrustes_align(verts, mean_v) - verts).max() < 1e-6
+    # The camera-space mean of the same hands is a blob: far from the hand even after alignment.
+    blob = (spun_v - spun_j[:, :1]).mean(0)
+    assert np.linalg.norm(procrustes_align(verts, blob) - verts, axis=-1).mean() > 0.005
+
+
+def test_the_baseline_predicts_the_canonical_hand_for_aligned_metrics():
+    xyz, verts = _one_hand()
+    train_j, train_v = _spun(xyz, verts)
+    gt_j, gt_v = _spun(xyz, verts, n=5)
+    base = evaluation.baseline({"xyz": train_j, "verts": train_v}, gt_j, gt_v)
+    assert base["pa_mpjpe_mm"] < 1e-3 and base["pa_mpvpe_mm"] < 1e-3  # the right hand, up to alignment
+    assert base["rr_mpjpe_mm"] > 10  # the camera-space mean cannot know the rotation
+
+
+def test_root_relative_mpjpe_ignores_the_position_only():
+    xyz, _ = _one_hand()
+    gt = xyz[None]
+    assert evaluation.root_relative_mpjpe_mm(gt, gt + np.array([0.1, -0.2, 0.3])) < 1e-9
+    bent = gt.copy()
+    bent[0, 8] += [0.01, 0.0, 0.0]  # one fingertip 10 mm off
+    assert abs(evaluation.root_relative_mpjpe_mm(gt, bent) - 10.0 / 21) < 1e-6
+    assert freihand_summary(gt, None, gt + 0.05, None)["mpjpe_mm"] > 80  # the absolute one does not
+
+
+def test_laplacian_finds_a_spike():
+    xyz, verts = _one_hand()
+    faces = handmodel.topology().faces
+    spiky = verts.copy()
+    spiky[100] += [0.0, 0.0, 0.02]
+    smooth, spike = evaluation.laplacian_mm(verts[None], faces)[0], evaluation.laplacian_mm(spiky[None], faces)[0]
+    assert spike[100] > 15 > smooth.max()
+    s = evaluation.smoothness(spiky[None], verts[None], faces)
+    assert s["ratio"] > 1 and evaluation.smoothness(verts[None], verts[None], None) == {}
+
+
+def test_edge_loss_is_zero_for_the_truth_and_grows_with_a_spike():
+    xyz, verts = _one_hand()
+    faces = handmodel.topology().faces
+    edges = torch.as_tensor(np.unique(np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1), axis=0))
+    v = torch.as_tensor(verts)[None]
+    spiky = v.clone()
+    spiky[0, 100, 2] += 0.02
+    assert edge_loss(v, v, edges) == 0 and edge_loss(spiky, v, edges) > 0
+
+
+def test_the_hierarchy_is_built_on_the_hand_not_on_a_blurred_mean():
+    xyz, verts = _one_hand()
+    spun_j, spun_v = _spun(xyz, verts)
+    scale = np.full(len(spun_j), 0.044)
+    h = build_hierarchy(spun_v, spun_j, scale)
+    full = h.templates[-1].astype(np.float64) * 0.044
+    assert np.abs(procrustes_align(verts, full) - verts).max() < 1e-5
+    # Each level's blend weights are convex: every finer node lies among its coarser neighbours.
+    for up in h.upsample:
+        assert np.allclose(up.sum(1), 1.0, atol=1e-5) and (up >= 0).all()
+
+
+def test_a_learned_blend_stays_convex_after_training_steps():
+    weights = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.2, 0.8]])
+    blend = Blend(weights, learned=True)
+    assert torch.allclose(blend(), weights, atol=1e-6)
+    opt = torch.optim.SGD(blend.parameters(), lr=10.0)
+    for _ in range(5):
+        opt.zero_grad()
+        (blend() @ torch.randn(3, 2)).pow(2).sum().backward()
+        opt.step()
+    w = blend()
+    assert torch.allclose(w.sum(1), torch.ones(2)) and (w[weights == 0] == 0).all()
+    fixed = Blend(weights, learned=False)
+    assert not list(fixed.parameters()) and torch.equal(fixed(), weights)
