@@ -89,7 +89,7 @@ def _model_mismatch(state: dict) -> None:
          r"checkpoint \(3,\) vs model \(\d+,\); delete .* to start fresh"),
         (_edit(lambda s: s["optimizer"]["param_groups"].clear()), CFG, r"cannot restore the training state \(ValueError"),
         (lambda path: None, replace(CFG, batch_size=4, lr=0.1),
-         r"written by a different run \(batch_size: checkpoint 8, now 4; lr: checkpoint 0\.002, now 0\.1\); "
+         r"written by a different run \(batch_size: checkpoint 8, now 4; lr: checkpoint 0\.004, now 0\.1\); "
          r"resume with its settings or delete .* to start fresh"),
         (_edit(lambda s: s.update(phase="finetune")), CFG, r"holds phase 'finetune', not 'pretrain'"),
     ],

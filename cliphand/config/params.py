@@ -238,7 +238,7 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 16
     grad_accum: int = 1  # micro-batches accumulated into one optimiser step
-    lr: float = 0.002
+    lr: float = 0.004
     weight_decay: float = 0.0001
     warmup_steps: int = 50
     grad_clip: float = 1.0

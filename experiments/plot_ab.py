@@ -1,0 +1,39 @@
+"""Learning curves of the recipe A/B runs (``experiments/pose_ab.py`` CSVs): validation PA-MPJPE
+against the training process's CPU minutes, so runs of different step costs compare fairly.
+
+    python experiments/plot_ab.py runs/A.csv:"fp32, depth ±8" runs/D.csv:"bf16" --out docs/recipe_ab.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from cliphand.figures import save
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="CSV:label")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--baseline", type=float, help="the canonical mean hand's PA-MPJPE (mm), drawn as a line")
+    args = parser.parse_args()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for spec in args.runs:
+        path, label = spec.split(":", 1)
+        rows = list(csv.DictReader(open(path)))
+        cpu = [0.0] + [float(r["cpu_s"]) / 60 for r in rows]
+        err = [float("nan")] + [float(r["val_pa_mpjpe_mm"]) for r in rows]
+        ax.plot(cpu[1:], err[1:], marker="o", label=label)
+    if args.baseline:
+        ax.axhline(args.baseline, color="k", ls="--", label="canonical mean hand, a constant (evaluation split)")
+    ax.set(xlabel="CPU minutes of the training process (1 thread)", ylabel="validation PA-MPJPE (mm)",
+           title="pretraining recipe A/B, default data at 96 px")
+    save(fig, args.out)
+
+
+if __name__ == "__main__":
+    main()
