@@ -7,8 +7,6 @@ right, y down, z forward), drawn by the synthetic set's renderer (:mod:`cliphand
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from cliphand.camera import project
 from cliphand.crop import Box, crop_matrix
 from cliphand.data import render
+from cliphand.files import atomic_path
 from cliphand.skeleton import BONES, FINGER_COLORS, NUM_JOINTS, finger_of
 
 _WRIST_COLOR = (255, 255, 255)
@@ -178,16 +177,8 @@ def contact_sheet(images: Sequence[np.ndarray | Image.Image],
 
 
 def save_png(image: np.ndarray | Image.Image, path: Path | str) -> Path:
-    """Write ``image`` as PNG atomically (temporary file, then rename); returns the path."""
+    """Write ``image`` as PNG atomically (``files.atomic_path``: the umask's permissions); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            to_pil(image).save(f, format="PNG", optimize=True)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        to_pil(image).save(tmp, format="PNG", optimize=True)
     return path

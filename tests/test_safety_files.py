@@ -18,10 +18,11 @@ import torch
 from conftest import tiny_config
 from matplotlib.figure import Figure
 
-from cliphand import figures
+from cliphand import figures, viz
 from cliphand.checkpoint import save_checkpoint
 from cliphand.config import PreprocessConfig
 from cliphand.data import preprocess as preprocess_module
+from cliphand.data import synthetic
 from cliphand.data.synthetic import generate
 from cliphand.files import DiskSpaceError, write_text
 from cliphand.models import io as model_io
@@ -48,16 +49,18 @@ def _writers(model: CLIPHand3D, hierarchy) -> dict:
         "model": lambda p: save_model(model, p),
         "hierarchy": lambda p: hierarchy.save(p),
         "figure": lambda p: figures.save(_figure(), p),
+        "picture": lambda p: viz.save_png(np.zeros((8, 8, 3), np.uint8), p),  # prediction.png, the contact sheet
+        "dataset": lambda p: (p.parent.mkdir(parents=True), synthetic._write_atomic(p, b"{}")),  # annotations
     }
 
 
 WRITERS = ("text", "checkpoint", "model", "hierarchy", "figure")
 NAMES = {"text": "m.json", "checkpoint": "pretrain.pt", "model": "model.pt", "hierarchy": "hierarchy.npz",
-         "figure": "curves.png"}
+         "figure": "curves.png", "picture": "prediction.png", "dataset": "training_xyz.json"}
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
-@pytest.mark.parametrize("writer", WRITERS)
+@pytest.mark.parametrize("writer", (*WRITERS, "picture", "dataset"))
 def test_every_writer_gives_the_umasks_permissions(model, hierarchy, tmp_path, writer, umask, mode):
     path = tmp_path / "out" / NAMES[writer]
     old = os.umask(umask)
