@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cliphand.config import TEMPLATE_NAMES
 from cliphand.crop import parse_bbox, parse_intrinsics
 from cliphand.tracking import tracking_uri
 
@@ -222,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--index", type=_count(0), default=5, help="the image of the batch to show")
     zs.add_argument("--model", default=DEFAULT_MODEL, help="a model file with its text encoder")
     zs.add_argument("--data", type=Path, default=Path("data/processed"), help="the preprocessed evaluation split")
-    zs.add_argument("--template", default="hand_joints", help="the prompt template the model was trained with")
+    zs.add_argument("--template", default="hand_joints", choices=TEMPLATE_NAMES, help="the prompt template the model was trained with")
     zs.add_argument("--out", type=Path, default=Path("zeroshot.png"), help="PNG to write")
     zs.set_defaults(func=_zeroshot)
 
@@ -233,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "the model predicts for it)")
     prompts.add_argument("--root", type=Path, default=Path("data/raw"), help="dataset root, for an index")
     prompts.add_argument("--split", default="training", choices=("training", "evaluation"), help="split, for an index")
-    prompts.add_argument("--template", default="hand_joints", help="prompt template (cliphand/text/prompts.py)")
+    prompts.add_argument("--template", default="hand_joints", choices=TEMPLATE_NAMES, help="prompt template (cliphand/text/prompts.py)")
     _model_arguments(prompts)
     prompts.set_defaults(func=_prompts)
 

@@ -13,7 +13,7 @@ Contrastive pose–text alignment (CLIP-style, one per axis x/y/z):
 * `LogitScale`: the learnable temperature.
 * `prompt_ids`: ids that are equal exactly for equal prompt texts, on every rank.
 
-Supervised terms on 2.5D coordinates (``cliphand.codec``): `heatmap_loss`, `joint_loss`,
+Supervised terms on 2.5D coordinates (``cliphand.codec``): `heatmap_loss`, `joint_loss`, `bone_loss`,
 `vertex_loss` (every mesh level) and `mesh_joint_loss` (joints regressed from the mesh).
 """
 
@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from cliphand.skeleton import BONES
 
 # CLIP's initial temperature 0.07 (the authors' code starts at log(100)) and CLIP's cap of 100.
 LOGIT_SCALE_INIT = 1.0 / 0.07
@@ -164,6 +166,17 @@ def heatmap_loss(logits: list[torch.Tensor], joints25d: torch.Tensor, sigma_bins
 def joint_loss(pred25d: torch.Tensor, target25d: torch.Tensor) -> torch.Tensor:
     """L1 between 2.5D joints ``[B, 21, 3]``."""
     return F.l1_loss(pred25d, target25d)
+
+
+def bone_loss(pred25d: torch.Tensor, target25d: torch.Tensor) -> torch.Tensor:
+    """L1 between 2.5D bone vectors ``[B, 20, 3]`` (child minus parent, ``skeleton.BONES``): the
+    articulation that PA-MPJPE measures, with the hand's place in the crop factored out."""
+    parents, children = zip(*BONES)
+
+    def bones(j: torch.Tensor) -> torch.Tensor:
+        return j[:, list(children)] - j[:, list(parents)]
+
+    return F.l1_loss(bones(pred25d), bones(target25d))
 
 
 def vertex_loss(levels: list[torch.Tensor], target25d: torch.Tensor, indices: list[torch.Tensor]) -> torch.Tensor:

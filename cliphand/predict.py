@@ -62,7 +62,7 @@ class Predictor:
         return cls(InferenceModel(model), model.cfg.image_size, model.cfg.depth_range, h.bone_ratios, h.faces)
 
     def metadata(self) -> dict[str, Any]:
-        """What the registered model stores beside its network (``tracking.log_model``)."""
+        """What the registered model stores beside its network (``serving.log_model``)."""
         return {"cliphand": {
             "image_size": self.image_size, "depth_range": self.depth_range,
             "bone_ratios": np.asarray(self.bone_ratios).tolist(),

@@ -11,7 +11,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from cliphand.losses import LogitScale, clip_loss, gather_features, prompt_ids
+from cliphand.losses import LogitScale, bone_loss, clip_loss, gather_features, prompt_ids
+from cliphand.skeleton import BONES
 
 WORLD = 2
 
@@ -158,3 +159,13 @@ def test_gathered_loss_over_two_ranks_equals_full_batch() -> None:
 def test_gather_is_identity_without_distributed() -> None:
     x = torch.randn(3, 4)
     assert gather_features(x) is x
+
+
+def test_bone_loss_sees_the_shape_not_the_place() -> None:
+    """Moving the whole hand costs nothing; moving one fingertip costs its bone's error over 20 bones."""
+    target = torch.rand(2, 21, 3)
+    assert bone_loss(target + torch.tensor([0.1, -0.2, 0.05]), target).item() == pytest.approx(0.0, abs=1e-6)
+    tip = BONES[-1][1]  # a fingertip: the child of the last bone, the parent of none
+    moved = target.clone()
+    moved[:, tip, 0] += 0.3
+    assert bone_loss(moved, target).item() == pytest.approx(0.3 / (20 * 3), rel=1e-4)

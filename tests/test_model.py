@@ -171,3 +171,33 @@ def test_default_preset_from_params_builds_and_trains_a_step(hierarchy):
     loss.backward()
     assert all(p.grad is not None for p in model.pose_head.parameters())
     assert 20e6 < count_parameters(model)["total"] < 25e6
+
+
+@pytest.mark.parametrize("per_step, step", [(1, 0), (1, 4), (2, 1), (3, 5)])
+def test_the_contrastive_axes_of_a_step_take_turns(processed_hands, per_step, step):
+    """``clip_axes_per_step`` axes (x, y, z in turn from ``step * per_step``) enter the loss, scaled by
+    3 / per_step; the other axes' adapters get no gradient."""
+    from torch.utils.data import default_collate
+
+    from cliphand.config import LossWeights, TrainConfig
+    from cliphand.data.dataset import HandDataset
+    from cliphand.losses import clip_loss, prompt_ids
+    from cliphand.models.hierarchy import MeshHierarchy
+    from cliphand.training.trainer import compute_losses
+
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), MeshHierarchy.load(processed_hands / "hierarchy.npz"))
+    batch = default_collate([HandDataset(processed_hands, "train", 8.0)[i] for i in range(4)])
+    cfg = TrainConfig(batch_size=4, amp="none", clip_axes_per_step=per_step, loss=LossWeights(clip=1.0))
+    out = model(batch["image"], with_mesh=False)
+    terms = compute_losses(model, out, batch, cfg, with_mesh=False, step=step)
+    axes = sorted((step * per_step + i) % 3 for i in range(per_step))
+    expected = sum(
+        clip_loss(out.pose_feats[a], model.encode_text(list(batch["prompts"][a]), a), model.logit_scales[a](),
+                  prompt_ids(list(batch["prompts"][a])))
+        for a in axes
+    ) * 3 / per_step
+    torch.testing.assert_close(terms["clip"], expected)
+    terms["clip"].backward()
+    trained = [a for a, adapter in enumerate(model.text.adapters) if any(p.grad is not None for p in adapter.parameters())]
+    assert trained == axes

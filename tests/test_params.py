@@ -87,3 +87,11 @@ def test_the_dataclass_defaults_are_params_yaml():
     """One source of values: code that builds a section in Python gets what the pipeline gets."""
     params, _ = read_params(ROOT / "params.yaml")
     assert dataclasses.asdict(Params()) == dataclasses.asdict(params)
+
+
+def test_the_template_choices_are_the_templates():
+    """``prompts.template``'s Literal (the CLI's choices) names exactly the templates prompts.py defines."""
+    from cliphand.config import TEMPLATE_NAMES
+    from cliphand.text.prompts import TEMPLATES
+
+    assert sorted(TEMPLATE_NAMES) == sorted(TEMPLATES)

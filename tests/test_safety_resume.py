@@ -47,7 +47,7 @@ def _differing_keys(error: CheckpointError) -> set[str]:
 def pretrained(processed_hands, tmp_path_factory) -> Path:
     """The checkpoint of a finished one-epoch pretraining (kept, as a killed stage leaves it)."""
     path = tmp_path_factory.mktemp("pretrain") / "pretrain.pt"
-    train_phase(_model(processed_hands), CFG, "pretrain", *_datasets(processed_hands), path, template=TEMPLATE)
+    train_phase(_model(processed_hands), CFG, "pretrain", *_datasets(processed_hands), path)
     return path
 
 
@@ -71,19 +71,18 @@ def _changed_data(processed: Path, tmp_path: Path) -> Path:
 def test_a_checkpoint_resumes_only_the_same_run(processed_hands, pretrained, tmp_path, monkeypatch, change, keys):
     path = tmp_path / "pretrain.pt"
     shutil.copy(pretrained, path)
-    processed, model_args, data_args, template = processed_hands, {}, {}, TEMPLATE
+    processed, model_args, data_args = processed_hands, {}, {}
     if change == "depth_range":
         model_args, data_args = {"depth_range": 6.0}, {"depth_range": 6.0}
     elif change == "template":
-        data_args, template = {"template": "terse"}, "terse"
+        data_args = {"template": "terse"}
     elif change == "data":
         processed = _changed_data(processed_hands, tmp_path)
     elif change == "code":  # as an edit to any of the package's sources
         monkeypatch.setattr(checkpoint_module, "source_digest", lambda: "0" * 16)
 
     def run() -> None:
-        train_phase(_model(processed, **model_args), CFG, "pretrain", *_datasets(processed, **data_args), path,
-                    template=template)
+        train_phase(_model(processed, **model_args), CFG, "pretrain", *_datasets(processed, **data_args), path)
 
     if not keys:
         run()  # finished: resumes at its last epoch and returns
@@ -101,8 +100,7 @@ def test_finetune_resumes_only_from_the_same_pretrained_weights(processed_hands,
         save_model(CLIPHand3D(tiny_config(), MeshHierarchy.load(processed_hands / "hierarchy.npz")), pretrain)
 
     def finetune() -> None:
-        train_phase(_model(processed_hands, pretrain), CFG, "finetune", *_datasets(processed_hands), path,
-                    template=TEMPLATE)
+        train_phase(_model(processed_hands, pretrain), CFG, "finetune", *_datasets(processed_hands), path)
 
     write_pretrain(1)
     finetune()
@@ -125,5 +123,5 @@ def test_a_malicious_checkpoint_is_refused_unread(processed_hands, tmp_path):
     with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: refused: it holds builtins\.exec, "):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="refused"):
-        train_phase(_model(processed_hands), CFG, "pretrain", *_datasets(processed_hands), path, template=TEMPLATE)
+        train_phase(_model(processed_hands), CFG, "pretrain", *_datasets(processed_hands), path)
     assert not marker.exists()

@@ -11,6 +11,7 @@ from cliphand.config.params import (
     AMP_MODES,
     DATA_SOURCES,
     SYNTHETIC_VIEWS,
+    TEMPLATE_NAMES,
     AugmentConfig,
     BackboneConfig,
     BenchmarkConfig,
@@ -37,7 +38,7 @@ from cliphand.config.params import (
 from cliphand.config.strict import ConfigError, from_dict, load_yaml, positive
 
 __all__ = [
-    "AMP_MODES", "AugmentConfig", "DATA_SOURCES", "SYNTHETIC_VIEWS", "BackboneConfig", "BenchmarkConfig", "ConfigError",
+    "AMP_MODES", "AugmentConfig", "DATA_SOURCES", "SYNTHETIC_VIEWS", "TEMPLATE_NAMES", "BackboneConfig", "BenchmarkConfig", "ConfigError",
     "DataConfig", "DeviceSpeedups", "EvaluateConfig", "LaunchConfig", "LossWeights", "MeshConfig",
     "ModelConfig", "Params", "PreprocessConfig", "PromptConfig", "Speedups", "SyntheticConfig", "TextConfig",
     "TimingConfig", "TrainConfig", "ZeroShotConfig", "apply_preset", "from_dict", "load_yaml",

@@ -187,6 +187,7 @@ class LossWeights:
     """Weights of the loss terms (the paper names them but gives no values)."""
 
     joints: float = 1.0  # L1 on 2.5D joints from the heatmaps' soft-argmax
+    bones: float = 0.0  # L1 on 2.5D bone vectors (child minus parent): the hand's shape, not its place
     heatmap: float = 0.5  # cross-entropy of the 1D heatmaps against Gaussian labels
     clip: float = 0.05  # per-axis contrastive pose-text loss, summed over x, y, z
     verts: float = 0.0  # L1 on 2.5D vertices, every mesh level
@@ -235,7 +236,7 @@ class TrainConfig:
     samples on CUDA (SyncBatchNorm) but from one process's micro-batch on CPU.
     """
 
-    epochs: int = 5
+    epochs: int = 10
     batch_size: int = 16
     grad_accum: int = 1  # micro-batches accumulated into one optimiser step
     lr: float = 0.004
@@ -247,6 +248,7 @@ class TrainConfig:
     amp: AmpMode = "bf16"
     device: str = "auto"
     checkpoint_every: int = 200  # optimiser steps between mid-epoch checkpoints
+    clip_axes_per_step: int = 1  # contrastive axes per step, in turn (1-3); the loss is scaled to match
     loss: LossWeights = field(default_factory=LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -255,6 +257,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accum", "lr", "checkpoint_every"):
             positive(getattr(self, name), f"{prefix}.{name}")
         self.micro_batch(1, prefix)
+        if self.clip_axes_per_step not in (1, 2, 3):
+            raise ConfigError(f"{prefix}.clip_axes_per_step: 1, 2 or 3, got {self.clip_axes_per_step}")
         for name in ("weight_decay", "warmup_steps", "grad_clip", "workers", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{prefix}.{name}: must not be negative, got {getattr(self, name)}")

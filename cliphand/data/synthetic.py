@@ -58,7 +58,6 @@ MIN_DEPTH = 0.25  # meters, of the hand's bounding-box centre
 JPEG_QUALITY = 90
 DECIMALS = 6
 _CHUNK = 8  # poses per worker task
-VIEWS = SYNTHETIC_VIEWS  # data.synthetic.views
 # "upright" views, degrees: spin about the fingers' axis (palm, side and back views), tilt of that
 # axis toward or away from the camera, and in-plane roll away from fingers-up.
 SPIN_RANGE, TILT_RANGE, ROLL_RANGE = 180.0, 40.0, 90.0
@@ -80,7 +79,7 @@ def sample_rotation(rng: np.random.Generator, views: str = "upright") -> np.ndar
     if views == "any":
         return handmodel.random_rotation(rng)
     if views != "upright":
-        raise ValueError(f"views: one of {VIEWS}, got {views!r}")
+        raise ValueError(f"views: one of {SYNTHETIC_VIEWS}, got {views!r}")
     spin, tilt, roll = rng.uniform(-1.0, 1.0, 3) * (SPIN_RANGE, TILT_RANGE, ROLL_RANGE)
     in_hand = Rotation.from_euler("yx", [spin, tilt], degrees=True).as_matrix()  # spin, then tilt
     return Rotation.from_euler("z", roll, degrees=True).as_matrix() @ _FINGERS_UP @ in_hand
@@ -241,8 +240,8 @@ def _write_hand_model(root: Path) -> int:
 
 def _check_params(n_train: int, n_eval: int, image_size: int, seed: int, workers: int,
                   views: str) -> None:
-    if views not in VIEWS:
-        raise ValueError(f"views: one of {VIEWS}, got {views!r}")
+    if views not in SYNTHETIC_VIEWS:
+        raise ValueError(f"views: one of {SYNTHETIC_VIEWS}, got {views!r}")
     for name, value, low in (("n_train", n_train, 1), ("n_eval", n_eval, 1),
                              ("image_size", image_size, 32), ("seed", seed, 0),
                              ("workers", workers, 1)):
@@ -327,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224, help="image size, pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--views", choices=VIEWS, default="upright", help="global rotations")
+    parser.add_argument("--views", choices=SYNTHETIC_VIEWS, default="upright", help="global rotations")
     parser.add_argument("--sheet", type=Path, help="also write a contact sheet PNG here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ ships one, else it is fitted by least squares on the training meshes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from cliphand.meanhand import canonical_mean_hand
 from cliphand.skeleton import BONES, NUM_JOINTS, NUM_VERTS
 
 LEVELS = (98, 195, 389, 778)
+LEVEL_ARRAYS = ("templates", "upsample", "indices")  # one array per level
 
 
 @dataclass
@@ -45,15 +47,27 @@ class MeshHierarchy:
     def sizes(self) -> tuple[int, ...]:
         return tuple(len(t) for t in self.templates)
 
-    def save(self, path: Path) -> None:
-        """Write to an ``.npz`` file atomically, with the umask's permissions (``files.atomic_path``)."""
-        arrays = {"joint_regressor": self.joint_regressor, "bone_ratios": self.bone_ratios}
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array by name (``templates.0``, ``upsample.0``, ``indices.0``, …, ``joint_regressor``,
+        ``bone_ratios``, ``faces``): what ``save``, model files and resume keys store."""
+        arrays = {f"{name}.{i}": a for name in LEVEL_ARRAYS for i, a in enumerate(getattr(self, name))}
+        arrays.update({"joint_regressor": self.joint_regressor, "bone_ratios": self.bone_ratios})
         if self.faces is not None:
             arrays["faces"] = self.faces
-        for i, (t, u, ix) in enumerate(zip(self.templates, self.upsample, self.indices)):
-            arrays.update({f"template{i}": t, f"upsample{i}": u, f"indices{i}": ix})
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> MeshHierarchy:
+        """The inverse of ``arrays``; a KeyError names the first array missing."""
+        count = sum(1 for k in arrays if k.startswith("templates."))
+        levels = {name: [arrays[f"{name}.{i}"] for i in range(count)] for name in LEVEL_ARRAYS}
+        return cls(**levels, joint_regressor=arrays["joint_regressor"], bone_ratios=arrays["bone_ratios"],
+                   faces=arrays.get("faces"))
+
+    def save(self, path: Path) -> None:
+        """Write to an ``.npz`` file atomically, with the umask's permissions (``files.atomic_path``)."""
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **self.arrays())
 
     def subset(self, sizes: tuple[int, ...]) -> MeshHierarchy:
         """Only the levels of ``sizes`` (ending at 778), skipped levels' up-sampling composed.
@@ -82,15 +96,7 @@ class MeshHierarchy:
     def load(cls, path: Path) -> MeshHierarchy:
         """Read a hierarchy written by ``save`` (arrays only: ``np.load`` refuses pickled objects)."""
         with np.load(path, allow_pickle=False) as z:
-            n = sum(1 for k in z.files if k.startswith("template"))
-            return cls(
-                templates=[z[f"template{i}"] for i in range(n)],
-                upsample=[z[f"upsample{i}"] for i in range(n)],
-                indices=[z[f"indices{i}"] for i in range(n)],
-                joint_regressor=z["joint_regressor"],
-                bone_ratios=z["bone_ratios"],
-                faces=z["faces"] if "faces" in z.files else None,
-            )
+            return cls.from_arrays({k: z[k] for k in z.files})
 
 
 def farthest_point_sampling(points: np.ndarray, n: int, start: int = 0) -> np.ndarray:

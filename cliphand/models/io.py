@@ -30,16 +30,11 @@ from cliphand.models.hierarchy import MeshHierarchy
 FORMAT = "cliphand-model"
 VERSION = 1
 METADATA_KEY = "cliphand"
-_LEVEL_ARRAYS = ("templates", "upsample", "indices")
 
 
 def save_model(model: CLIPHand3D, path: Path | str) -> None:
     """Write ``model`` so that ``load_model`` rebuilds it without params.yaml or the data (atomically)."""
-    h = model.hierarchy
-    arrays = {f"hierarchy.{name}.{i}": a for name in _LEVEL_ARRAYS for i, a in enumerate(getattr(h, name))}
-    arrays.update({"hierarchy.joint_regressor": h.joint_regressor, "hierarchy.bone_ratios": h.bone_ratios})
-    if h.faces is not None:
-        arrays["hierarchy.faces"] = h.faces
+    arrays = {f"hierarchy.{k}": a for k, a in model.hierarchy.arrays().items()}
     # Copies: safetensors refuses tensors that share memory, and a state dict may hold views.
     tensors = {k: torch.from_numpy(np.array(a, order="C")) for k, a in arrays.items()}
     tensors.update({f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()})
@@ -140,11 +135,8 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 
 def _hierarchy(path: Path, tensors: dict[str, torch.Tensor]) -> MeshHierarchy:
     arrays = {k.removeprefix("hierarchy."): v.numpy() for k, v in tensors.items() if k.startswith("hierarchy.")}
-    count = sum(1 for k in arrays if k.startswith("templates."))
     try:
-        levels = {name: [arrays[f"{name}.{i}"] for i in range(count)] for name in _LEVEL_ARRAYS}
-        return MeshHierarchy(**levels, joint_regressor=arrays["joint_regressor"], bone_ratios=arrays["bone_ratios"],
-                             faces=arrays.get("faces"))
+        return MeshHierarchy.from_arrays(arrays)
     except KeyError as e:
         raise CheckpointError(f"{path}: its mesh hierarchy lacks {e.args[0]!r}") from None
 

@@ -52,7 +52,7 @@ def train(params: Params, raw: dict, phase: str, register: Callable[[CLIPHand3D,
         checkpoint = CHECKPOINTS / f"{phase}.pt"
         run_id = load_checkpoint(checkpoint).get("run", {}).get("mlflow_run_id") if checkpoint.is_file() else None
         if not world.is_main:
-            return train_phase(model, cfg, phase, train_set, val_set, checkpoint, template=params.prompts.template).final
+            return train_phase(model, cfg, phase, train_set, val_set, checkpoint).final
         logged = sections(raw, "model", "prompts", "launch", phase)
         with tracking.stage_run(phase, logged, run_id=run_id) as run:
             import mlflow
@@ -63,7 +63,6 @@ def train(params: Params, raw: dict, phase: str, register: Callable[[CLIPHand3D,
                 model, cfg, phase, train_set, val_set, checkpoint,
                 on_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
                 run_info={"mlflow_run_id": run.info.run_id},
-                template=params.prompts.template,
             )
             model.cpu()
             save_model(model, MODEL_FILES[phase])
