@@ -89,6 +89,20 @@ class Codec25D:
         length = bone_ratios[None, :] * scale[:, None]  # [B, 20]
         return _larger_root(a, b, length).median(dim=1).values
 
+    def fit_bone_ratios(self, joints25d: Tensor, K: Tensor, scale: Tensor, root_depth: Tensor) -> Tensor:
+        """The median length over the scale ``[20]`` of each bone of 2.5D joints ``[B, 21, 3]`` placed
+        at their true root depth ``[B]``.
+
+        Fitted to a model's own predictions on held-out images, these are the ``bone_ratios`` that
+        make ``root_depth_from_bones`` read the skeletons the model draws at their true distance: a
+        model whose uncertain fingertips land short of the truth draws a smaller hand, which the
+        true ratios place too far away.
+        """
+        cam = self.decode(joints25d, root_depth, K, scale)  # [B, 21, 3]
+        parents, children = BONE_PARENTS.to(cam.device), BONE_CHILDREN.to(cam.device)
+        lengths = (cam[:, children] - cam[:, parents]).norm(dim=-1) / scale[:, None]  # [B, 20]
+        return lengths.median(dim=0).values
+
     def lift(self, joints25d: Tensor, K: Tensor, scale: Tensor, bone_ratios: Tensor, *points25d: Tensor) -> list[Tensor]:
         """Predicted 2.5D joints (and any further points, e.g. vertices) → camera space, placed at
         the root depth their bones imply: ``[joints_cam, *points_cam]``."""

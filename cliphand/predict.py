@@ -52,14 +52,15 @@ class Predictor:
     net: Callable[[torch.Tensor], torch.Tensor]  # [B, 3, S, S] in [0, 1] → [B, 21 + V, 3] 2.5D
     image_size: int
     depth_range: float
-    bone_ratios: np.ndarray  # [20], see MeshHierarchy
+    bone_ratios: np.ndarray  # [20], the model's (CLIPHand3D.bone_ratios)
     faces: np.ndarray | None  # [F, 3] when the topology is known
 
     @classmethod
     def from_model(cls, model: CLIPHand3D) -> Predictor:
         """Wrap a full model (its text side is dropped)."""
         h = model.hierarchy
-        return cls(InferenceModel(model), model.cfg.image_size, model.cfg.depth_range, h.bone_ratios, h.faces)
+        ratios = model.bone_ratios.cpu().numpy()  # fitted to the model's own skeletons by the finetune stage
+        return cls(InferenceModel(model), model.cfg.image_size, model.cfg.depth_range, ratios, h.faces)
 
     def metadata(self) -> dict[str, Any]:
         """What the registered model stores beside its network (``serving.log_model``)."""

@@ -76,3 +76,32 @@ def test_robust_root_depth_is_exact_for_exact_bones_and_resists_a_bad_bone():
     single = (CODEC.root_depth(noisy, K, scale) - truth).abs()
     robust = (CODEC.root_depth_from_bones(noisy, K, scale, ratios) - truth).abs()
     assert robust.median() < single.median() / 2 and robust.median() < 0.1 * truth.mean()
+
+
+def test_bone_ratios_fitted_to_a_shrunken_skeleton_place_it_at_its_true_distance():
+    """A model that draws every hand 20 % small about the wrist in the image reads, with the true
+    bone ratios, as a hand 20 % too far; with the ratios fitted to its own skeletons at the true
+    root it lands where the truth is."""
+    from cliphand.data.synthetic import make_pose
+    from cliphand.skeleton import BONES
+
+    poses = [make_pose(0, "training", i, 224)[0] for i in range(48)]
+    xyz = torch.tensor(np.stack([p.xyz for p in poses]))
+    K = torch.tensor(np.stack([p.K for p in poses]))
+    scale = torch.tensor([p.scale for p in poses], dtype=torch.float64)
+    parents, children = torch.tensor(BONES).T
+    true_ratios = ((xyz[:, parents] - xyz[:, children]).norm(dim=-1) / scale[:, None]).mean(0)
+    p = CODEC.encode(xyz, K, scale)
+    np.testing.assert_allclose(  # the truth's own skeletons give back the truth's median ratios
+        CODEC.fit_bone_ratios(p, K, scale, xyz[:, 0, 2]).numpy(),
+        ((xyz[:, parents] - xyz[:, children]).norm(dim=-1) / scale[:, None]).median(0).values.numpy(), rtol=1e-9,
+    )
+    shrunk = p.clone()
+    shrunk[..., :2] = p[:, :1, :2] + 0.8 * (p[..., :2] - p[:, :1, :2])
+    fit, held_out = slice(0, 24), slice(24, 48)
+    ratios = CODEC.fit_bone_ratios(shrunk[fit], K[fit], scale[fit], xyz[fit, 0, 2])
+    truth = xyz[held_out, 0, 2]
+    with_true = CODEC.root_depth_from_bones(shrunk[held_out], K[held_out], scale[held_out], true_ratios) / truth
+    with_fitted = CODEC.root_depth_from_bones(shrunk[held_out], K[held_out], scale[held_out], ratios) / truth
+    assert with_true.median() > 1.15  # too far
+    assert abs(with_fitted.median() - 1) < 0.05

@@ -222,3 +222,20 @@ def test_load_from_the_model_registry(model, predictor, photo, tmp_path, monkeyp
         load_predictor("models:/nothing/latest", uri)
     registered = predict_hand(load_predictor("models:/cliphand3d/latest", uri), photo)
     np.testing.assert_allclose(registered.joints, predict_hand(predictor, photo).joints, rtol=1e-4, atol=1e-5)
+
+
+def test_the_predictor_places_hands_with_the_models_fitted_bones(hierarchy, photo, tmp_path):
+    """The bone ratios the finetune stage fits (a model buffer) travel in the model file and are the
+    ones ``cliphand predict`` lifts with: shorter bones, a nearer hand, the same 2D joints."""
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), hierarchy).eval()
+    before = predict_hand(Predictor.from_model(model), photo)
+    model.bone_ratios = model.bone_ratios * 0.8  # a new buffer: nothing else shares it
+    after = predict_hand(Predictor.from_model(model), photo)
+    np.testing.assert_allclose(after.joints_uv, before.joints_uv, atol=1e-4)
+    np.testing.assert_allclose(after.joints[0, 2], 0.8 * before.joints[0, 2], rtol=0.02)
+    save_model(model, tmp_path / "model.pt")
+    from cliphand.models.io import load_model
+
+    reloaded = predict_hand(Predictor.from_model(load_model(tmp_path / "model.pt")), photo)
+    np.testing.assert_allclose(reloaded.joints, after.joints, rtol=1e-5)

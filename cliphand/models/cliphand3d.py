@@ -56,7 +56,8 @@ class CLIPHand3D(nn.Module):
         self.codec = Codec25D(cfg.image_size, cfg.depth_range)
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("bone_ratios", torch.as_tensor(hierarchy.bone_ratios, dtype=torch.float32))
+        # The true bones' mean ratios, until the finetune stage fits them to the model's own skeletons.
+        self.register_buffer("bone_ratios", torch.tensor(hierarchy.bone_ratios, dtype=torch.float32))  # a copy
         self.backbone = Backbone(cfg.backbone)
         bins = heatmap_bins(cfg.image_size, cfg.heatmap_stride)
         self.pose_head = PoseHead(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import torch
+
 from cliphand import tracking
 from cliphand.checkpoint import load_checkpoint, load_model_state
 from cliphand.config import Params
@@ -14,6 +16,7 @@ from cliphand.files import write_csv, write_json
 from cliphand.models.cliphand3d import CLIPHand3D, count_parameters
 from cliphand.models.hierarchy import MeshHierarchy
 from cliphand.models.io import load_weights, save_model
+from cliphand.outputs import fitted_bone_ratios
 from cliphand.paths import CHECKPOINTS, METRICS, MODEL_FILES, PLOTS, PROCESSED
 from cliphand.stages import sections
 from cliphand.training import distributed
@@ -65,6 +68,13 @@ def train(params: Params, raw: dict, phase: str, register: Callable[[CLIPHand3D,
                 run_info={"mlflow_run_id": run.info.run_id},
             )
             model.cpu()
+            if phase == "finetune":
+                # Depth recovery with the bones of the model's own skeletons (Codec25D.fit_bone_ratios),
+                # fitted on the validation split; the ratio to the true bones says how shrunken they are.
+                ratios = fitted_bone_ratios(model, val_set, cfg.batch_size, torch.device("cpu"))
+                result.final["skeleton_scale"] = float((ratios / model.bone_ratios).median())
+                mlflow.log_metric("skeleton_scale", result.final["skeleton_scale"])
+                model.bone_ratios.copy_(ratios)
             save_model(model, MODEL_FILES[phase])
             write_json(METRICS / f"{phase}.json", result.final)
             write_csv(PLOTS / f"{phase}.csv", result.history)
