@@ -11,7 +11,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from cliphand.losses import LogitScale, bone_loss, clip_loss, gather_features, prompt_ids
+from cliphand.losses import (
+    LogitScale,
+    bone_loss,
+    clip_loss,
+    gather_features,
+    prompt_ids,
+)
 from cliphand.skeleton import BONES
 
 WORLD = 2
