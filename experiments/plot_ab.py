@@ -1,7 +1,7 @@
 """Learning curves of the recipe A/B runs (``experiments/pose_ab.py`` CSVs): validation PA-MPJPE
 against the training process's CPU minutes, so runs of different step costs compare fairly.
 
-    python experiments/plot_ab.py runs/A.csv:"fp32, depth ±8" runs/D.csv:"bf16" --out docs/recipe_ab.png
+    python experiments/plot_ab.py experiments/runs/E.csv:"E" experiments/runs/L0.csv:"L0" --baseline 19.03 --out docs/recipe_ab.png
 """
 
 from __future__ import annotations
