@@ -91,7 +91,8 @@ def largest_difference(one: list[dict], two: list[dict], prefix: str) -> float:
 def test_two_processes_train_like_one_with_the_same_global_batch(processed_hands, tmp_path, batchnorm, train_tol, val_tol):
     one = run(1, processed_hands, tmp_path / "one", batchnorm)["history"]
     two = run(2, processed_hands, tmp_path / "two", batchnorm)["history"]
-    assert [h["epoch"] for h in two] == [1, 2] and two[-1]["train_loss_total"] < two[0]["train_loss_total"]
+    # It learns (the joint term: the contrastive term's axis takes turns, so the total moves with it).
+    assert [h["epoch"] for h in two] == [1, 2] and two[-1]["train_loss_joints"] < two[0]["train_loss_joints"]
     train, val = largest_difference(one, two, "train_loss"), largest_difference(one, two, "val_pa_mpjpe")
     print(f"batchnorm={batchnorm}: 1 vs 2 processes, largest relative difference: losses {train:.1e}, val PA-MPJPE {val:.1e}")
     assert train < train_tol and val < val_tol

@@ -32,8 +32,8 @@ def test_full_model_overfits_eight_hands(tmp_path):
     cfg = TrainConfig(batch_size=8, lr=1e-3, amp="none", loss=LossWeights(joints=1.0, heatmap=0.5, clip=0.05, verts=1.0, mesh_joints=1.0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     history = []
-    for _ in range(400):
-        terms = compute_losses(model, model(data["image"]), data, cfg, with_mesh=True)
+    for step in range(400):  # the default recipe: one contrastive axis per step, in turn
+        terms = compute_losses(model, model(data["image"]), data, cfg, with_mesh=True, step=step)
         optimizer.zero_grad()
         terms["total"].backward()
         optimizer.step()
