@@ -135,8 +135,8 @@ class TrainStep:
         model.to(device)
         model.mesh.requires_grad_(with_mesh)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        # Fused: one kernel over all parameters. The per-tensor loop that torch picks on the CPU
-        # otherwise took 170 ms of a 370 ms pretraining step at the default size (1 thread).
+        # Fused: one kernel over all parameters, not the per-tensor loop torch picks on the CPU
+        # (11 % less CPU time per default pretraining epoch: experiments/runs, L0 against K).
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         # Mixed precision: bf16 needs no loss scaling; fp16 does (a no-op scaler otherwise).
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
