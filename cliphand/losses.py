@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from cliphand.skeleton import BONES
+from cliphand.codec import BONE_CHILDREN, BONE_PARENTS
 
 # CLIP's initial temperature 0.07 (the authors' code starts at log(100)) and CLIP's cap of 100.
 LOGIT_SCALE_INIT = 1.0 / 0.07
@@ -171,10 +171,10 @@ def joint_loss(pred25d: torch.Tensor, target25d: torch.Tensor) -> torch.Tensor:
 def bone_loss(pred25d: torch.Tensor, target25d: torch.Tensor) -> torch.Tensor:
     """L1 between 2.5D bone vectors ``[B, 20, 3]`` (child minus parent, ``skeleton.BONES``): the
     articulation that PA-MPJPE measures, with the hand's place in the crop factored out."""
-    parents, children = zip(*BONES)
+    parents, children = BONE_PARENTS.to(pred25d.device), BONE_CHILDREN.to(pred25d.device)
 
     def bones(j: torch.Tensor) -> torch.Tensor:
-        return j[:, list(children)] - j[:, list(parents)]
+        return j[:, children] - j[:, parents]
 
     return F.l1_loss(bones(pred25d), bones(target25d))
 

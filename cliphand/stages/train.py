@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import torch
-
 from cliphand import tracking
 from cliphand.checkpoint import load_checkpoint, load_model_state
 from cliphand.config import Params
@@ -16,7 +14,6 @@ from cliphand.files import write_csv, write_json
 from cliphand.models.cliphand3d import CLIPHand3D, count_parameters
 from cliphand.models.hierarchy import MeshHierarchy
 from cliphand.models.io import load_weights, save_model
-from cliphand.outputs import fitted_bone_ratios
 from cliphand.paths import CHECKPOINTS, METRICS, MODEL_FILES, PLOTS, PROCESSED
 from cliphand.stages import sections
 from cliphand.training import distributed
@@ -32,13 +29,18 @@ def datasets(params: Params, phase: str) -> tuple[HandDataset, HandDataset]:
             HandDataset(PROCESSED, "val", *args))
 
 
-def train(params: Params, raw: dict, phase: str, register: Callable[[CLIPHand3D, HandDataset], object] | None = None) -> dict:
+def train(
+    params: Params, raw: dict, phase: str,
+    register: Callable[[CLIPHand3D, HandDataset], object] | None = None,
+    calibrate: Callable[[CLIPHand3D, HandDataset, int], dict[str, float]] | None = None,
+) -> dict:
     """Contrastive pretraining or fine-tuning; resumes from ``checkpoints/<phase>.pt`` after a kill.
 
     With ``launch.nproc`` above 1 and no launcher around, the stage runs itself again under
     torchrun and returns the metrics its rank 0 wrote; under torchrun every process trains and
-    rank 0 alone logs to MLflow and writes the model, metrics, plots and checkpoints; ``register``
-    (finetune's) then logs the model to the MLflow registry.
+    rank 0 alone logs to MLflow and writes the model, metrics, plots and checkpoints; ``calibrate``
+    (finetune's) adjusts the trained model on the validation split before it is saved and returns
+    metrics, and ``register`` (finetune's) then logs the model to the MLflow registry.
     """
     cfg = getattr(params, phase)
     if params.launch.nproc > 1 and not distributed.launched():
@@ -68,13 +70,10 @@ def train(params: Params, raw: dict, phase: str, register: Callable[[CLIPHand3D,
                 run_info={"mlflow_run_id": run.info.run_id},
             )
             model.cpu()
-            if phase == "finetune":
-                # Depth recovery with the bones of the model's own skeletons (Codec25D.fit_bone_ratios),
-                # fitted on the validation split; the ratio to the true bones says how shrunken they are.
-                ratios = fitted_bone_ratios(model, val_set, cfg.batch_size, torch.device("cpu"))
-                result.final["skeleton_scale"] = float((ratios / model.bone_ratios).median())
-                mlflow.log_metric("skeleton_scale", result.final["skeleton_scale"])
-                model.bone_ratios.copy_(ratios)
+            if calibrate is not None:
+                calibration = calibrate(model, val_set, cfg.batch_size)
+                mlflow.log_metrics(calibration)
+                result.final.update(calibration)
             save_model(model, MODEL_FILES[phase])
             write_json(METRICS / f"{phase}.json", result.final)
             write_csv(PLOTS / f"{phase}.csv", result.history)
