@@ -86,7 +86,7 @@ def render_mesh(verts: np.ndarray, faces: np.ndarray | None, K: np.ndarray, size
             draw.point((float(u), float(v)), fill=(200, 120, 90))
         return out
     albedo = np.broadcast_to(_MESH_ALBEDO, verts.shape)
-    color, alpha = render.render(verts, faces, albedo, K, size, _MESH_LIGHT)  # premultiplied
+    color, alpha, _ = render.render(verts, faces, albedo, K, size, _MESH_LIGHT)  # premultiplied
     mixed = render.composite(opacity * color, opacity * alpha, base.astype(np.float32) / 255.0)
     return to_pil(mixed)
 

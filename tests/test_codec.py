@@ -55,7 +55,7 @@ def test_robust_root_depth_is_exact_for_exact_bones_and_resists_a_bad_bone():
     from cliphand.data.synthetic import make_pose
     from cliphand.skeleton import BONES
 
-    poses = [make_pose(0, "training", i, 224)[0] for i in range(32)]
+    poses = [make_pose(0, "training", i, 224).annotation for i in range(32)]
     xyz = torch.tensor(np.stack([p.xyz for p in poses]))
     K = torch.tensor(np.stack([p.K for p in poses]))
     scale = torch.tensor([p.scale for p in poses], dtype=torch.float64)
@@ -85,7 +85,7 @@ def test_bone_ratios_fitted_to_a_shrunken_skeleton_place_it_at_its_true_distance
     from cliphand.data.synthetic import make_pose
     from cliphand.skeleton import BONES
 
-    poses = [make_pose(0, "training", i, 224)[0] for i in range(48)]
+    poses = [make_pose(0, "training", i, 224).annotation for i in range(48)]
     xyz = torch.tensor(np.stack([p.xyz for p in poses]))
     K = torch.tensor(np.stack([p.K for p in poses]))
     scale = torch.tensor([p.scale for p in poses], dtype=torch.float64)

@@ -19,7 +19,7 @@ from cliphand.models.mesh_regressor import Blend
 
 def _one_hand() -> tuple[np.ndarray, np.ndarray]:
     """A synthetic hand's joints [21, 3] and vertices [778, 3], meters."""
-    annotation, _, _ = make_pose(seed=0, split="training", pose=0, size=224)
+    annotation = make_pose(seed=0, split="training", pose=0, size=224).annotation
     return annotation.xyz, annotation.verts
 
 

@@ -143,7 +143,7 @@ def test_mesh_without_topology_is_a_point_cloud(predictor, photo, tmp_path):
 
 def test_skeleton_and_mesh_panels_agree_and_are_not_mirrored():
     """The truth through the figure code: the drawn skeleton lies on the rendered hand, mirrored it does not."""
-    ann, _, _ = make_pose(seed=0, split="evaluation", pose=3, size=96)
+    ann = make_pose(seed=0, split="evaluation", pose=3, size=96).annotation
     size = 128
     row = np.asarray(viz.prediction_panels(np.zeros((96, 96, 3), np.uint8), ann.K, ann.xyz, ann.verts,
                                            handmodel.topology().faces, size=size))

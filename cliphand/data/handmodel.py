@@ -37,21 +37,21 @@ BONE_JOINTS = (0, 1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 15, 17, 18, 19)
 
 # First joint of each chain (thumb CMC, finger MCPs).
 _CHAIN_BASE = np.array([
-    [0.0240, 0.0200, 0.0100],
-    [0.0275, 0.0820, 0.0],
-    [0.0075, 0.0850, 0.0],
-    [-0.0115, 0.0800, 0.0],
-    [-0.0290, 0.0720, 0.0],
+    [0.0290, 0.0200, 0.0050],
+    [0.0275, 0.0880, 0.0],
+    [0.0075, 0.0915, 0.0],
+    [-0.0115, 0.0860, 0.0],
+    [-0.0290, 0.0775, 0.0],
 ])
 # Bone lengths per chain: metacarpal/proximal, proximal/middle, distal (joint to the tip surface).
 _CHAIN_LENGTHS = np.array([
-    [0.042, 0.031, 0.027],
-    [0.040, 0.023, 0.021],
-    [0.044, 0.028, 0.022],
-    [0.041, 0.027, 0.022],
-    [0.032, 0.019, 0.019],
+    [0.040, 0.029, 0.025],
+    [0.037, 0.021, 0.019],
+    [0.040, 0.025, 0.020],
+    [0.037, 0.024, 0.020],
+    [0.029, 0.017, 0.017],
 ])
-_CHAIN_RADIUS = np.array([0.0150, 0.0098, 0.0101, 0.0096, 0.0085])
+_CHAIN_RADIUS = np.array([0.0128, 0.0104, 0.0107, 0.0102, 0.0091])
 # Radius along a chain relative to _CHAIN_RADIUS, at chain positions s = bone + t.
 _FINGER_PROFILE = ((-0.15, 0.0, 1.0, 2.0, 2.6), (0.97, 1.0, 0.86, 0.79, 0.76))
 _THUMB_PROFILE = ((-0.2, 0.0, 0.45, 1.0, 2.0, 2.6), (0.85, 1.0, 0.90, 0.74, 0.68, 0.66))
@@ -60,13 +60,13 @@ _ELLIPSE = (1.08, 0.92)
 # Rest splay of the fingers in the palm plane, degrees toward the thumb.
 _FINGER_SPLAY_DEG = (6.0, 0.0, -6.0, -13.0)
 # Thumb rest direction and the direction its pad faces (orthogonalised against the direction).
-_THUMB_DIR = (0.58, 0.74, 0.34)
+_THUMB_DIR = (0.62, 0.74, 0.24)
 _THUMB_PAD = (-0.70, 0.0, 0.70)
 
 # Palm tube: levels f (0 = wrist, 1 = knuckle line; f < 0 reaches below the wrist).
 _PALM_LEVELS = np.array([-0.14, -0.07, 0.0, 0.25, 0.5, 0.75, 0.92, 1.0])
-_PALM_HALF_WIDTH = ((-0.14, 0.0, 0.45, 1.0), (0.0265, 0.0285, 0.0370, 0.0385))
-_PALM_HALF_THICK = ((-0.14, 0.0, 0.4, 0.9, 1.0), (0.0115, 0.0125, 0.0135, 0.0120, 0.0095))
+_PALM_HALF_WIDTH = ((-0.14, 0.0, 0.45, 1.0), (0.0265, 0.0295, 0.0390, 0.0405))
+_PALM_HALF_THICK = ((-0.14, 0.0, 0.4, 0.9, 1.0), (0.0140, 0.0138, 0.0138, 0.0120, 0.0095))
 _PALM_EXPONENT = 0.7  # superellipse exponent: < 1 gives a rounded box
 
 # Ring sizes and ring positions (bone, t) along each tube, t in bone lengths from the bone's
@@ -122,6 +122,7 @@ class Topology:
     radial: np.ndarray  # [778] 0 or 1
     palmar: np.ndarray  # [778] in [-1, 1]: how much the surface faces out of the palm
     nail: np.ndarray  # [778] in [0, 1]: fingernail region
+    crease: np.ndarray  # [778] in [0, 1]: skin folds at the finger joints and across the palm
 
 
 @dataclass(frozen=True)
@@ -267,11 +268,12 @@ def topology() -> Topology:
     chain = d["chain"].astype(np.int64)
     bone = d["bone"].astype(np.int64)
     weights = _skinning_weights(chain, bone, d["t"])
-    palmar, nail = _surface_regions(chain, bone, d["t"], d["cap"], d["phi"], d["radial"])
+    palmar, nail, crease = _surface_regions(chain, bone, d["t"], d["cap"], d["level"], d["phi"], d["radial"])
     return Topology(
         faces=new_of_natural[np.concatenate(faces)].astype(np.int32), weights=weights,
         regressor=regressor, chain=chain, bone=bone, t=d["t"], cap=d["cap"],
         level=d["level"], phi=d["phi"], radial=d["radial"], palmar=palmar, nail=nail,
+        crease=crease,
     )
 
 
@@ -299,8 +301,9 @@ def _skinning_weights(chain: np.ndarray, bone: np.ndarray, t: np.ndarray) -> np.
 
 
 def _surface_regions(chain: np.ndarray, bone: np.ndarray, t: np.ndarray, cap: np.ndarray,
-                     phi: np.ndarray, radial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Palmar-ness and fingernail weight per vertex, from the rest surface direction."""
+                     level: np.ndarray, phi: np.ndarray, radial: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Palmar-ness, fingernail and crease weights per vertex, from the rest surface direction."""
     offset_dir = np.stack([np.cos(phi), np.zeros_like(phi), np.sin(phi)], -1)  # [778, 3] local
     frames = np.where((chain >= 0)[:, None, None], _FRAMES[np.maximum(chain, 0)], np.eye(3))
     world = np.einsum("vij,vj->vi", frames, offset_dir)
@@ -310,7 +313,12 @@ def _surface_regions(chain: np.ndarray, bone: np.ndarray, t: np.ndarray, cap: np
     dorsal = np.clip((-np.sin(phi) - 0.45) / 0.4, 0.0, 1.0) * (radial > 0)
     nail = dorsal * (chain >= 0) * (bone == 2) * np.clip((along - 0.35) / 0.2, 0.0, 1.0)
     nail = np.where(np.isnan(cap) | (cap < 1.0), nail, 0.0)
-    return palmar, nail
+    # Folds on the rings centred on the finger joints (deep on the palmar side, wrinkles on the
+    # knuckles) and the palm's distal crease.
+    joint_ring = (chain >= 0) & (t == 0.0) & (radial > 0)
+    crease = joint_ring * np.where(palmar > 0, np.clip(palmar, 0.0, 1.0), 0.5 * np.clip(-palmar, 0.0, 1.0))
+    crease = crease + (chain < 0) * (level == 0.75) * 0.7 * np.clip(palmar, 0.0, 1.0)
+    return palmar, nail, crease
 
 
 @dataclass(frozen=True)
@@ -475,6 +483,113 @@ def pose_hand(betas: np.ndarray, angles: np.ndarray) -> Hand:
                 betas=np.asarray(betas, dtype=np.float64), angles=angles)
 
 
+# --- Skin webs (rendered, never annotated) -------------------------------------------------------
+
+# Between neighbouring chains: per side, the ring at the web's base and the two rings (and the
+# share of the way between them) where its free edge lies, as (bone, t) of ``_FINGER_RINGS`` /
+# ``_THUMB_RINGS``. The thumb's web spans from its metacarpal to the index knuckle; the fingers'
+# reach about a fifth of the way up the first phalanx.
+_FINGER_WEB = ((0, 0.0), (0, 0.0), (0, 0.35), 0.55)
+_WEBS = (
+    (0, ((0, 0.45), (1, 0.0), (1, 0.0), 0.0), 1, ((0, -0.15), (0, 0.0), (0, 0.0), 0.0)),
+    (1, _FINGER_WEB, 2, _FINGER_WEB),
+    (2, _FINGER_WEB, 3, _FINGER_WEB),
+    (3, _FINGER_WEB, 4, _FINGER_WEB),
+)
+
+
+@lru_cache(maxsize=1)
+def webs() -> tuple[np.ndarray, np.ndarray]:
+    """Skin webs between the thumb and index and between the fingers, drawn with the hand but
+    outside its 778 vertices: a blend matrix [W, 778] (web vertices = blend @ hand vertices, so
+    they follow any pose) and outward faces [F, 3] into the web vertices.
+
+    Each web is a wedge: a palmar and a dorsal sheet from the facing sides of two chains, closed
+    by its free edge. Real crops show them; the tube fingers alone leave gaps at the knuckles.
+    """
+    topo = topology()
+    rest = rest_hand(np.zeros(NUM_BETAS)).verts
+
+    def ring(chain: int, bone: int, t: float) -> np.ndarray:
+        return np.flatnonzero((topo.chain == chain) & (topo.bone == bone) & (topo.t == t) & (topo.radial > 0))
+
+    rows, faces = [], []
+    for a, side_a, b, side_b in _WEBS:
+        target = {a: rest[ring(b, *side_b[0])].mean(0), b: rest[ring(a, *side_a[0])].mean(0)}
+        corners = {}  # (side, base/edge, palmar/dorsal) -> row of the blend matrix
+        for side, chain, (base, lo, hi, w) in ((0, a, side_a), (1, b, side_b)):
+            # The vertex of the base ring facing the other chain, and its two neighbours round the ring.
+            base_ids = ring(chain, *base)
+            facing = int(np.argmin(np.linalg.norm(rest[base_ids] - target[chain], axis=1)))
+            around = len(base_ids)
+            for k in (-1, 1):
+                j = (facing + k) % around
+                key = "palmar" if rest[base_ids[j], 2] > rest[base_ids[(facing - k) % around], 2] else "dorsal"
+                row = np.zeros(NUM_VERTS)
+                row[base_ids[j]] = 1.0
+                corners[side, "base", key] = row
+                row = np.zeros(NUM_VERTS)
+                row[ring(chain, *lo)[j]] += 1.0 - w
+                row[ring(chain, *hi)[j]] += w
+                corners[side, "edge", key] = row
+        start = len(rows)
+        names = list(corners)
+        rows += [corners[n] for n in names]
+        at = {n: start + i for i, n in enumerate(names)}
+        centre = np.mean([r @ rest for r in corners.values()], axis=0)
+        for quad in (
+            [(0, "base", "palmar"), (0, "edge", "palmar"), (1, "edge", "palmar"), (1, "base", "palmar")],
+            [(0, "base", "dorsal"), (0, "edge", "dorsal"), (1, "edge", "dorsal"), (1, "base", "dorsal")],
+            [(0, "edge", "palmar"), (0, "edge", "dorsal"), (1, "edge", "dorsal"), (1, "edge", "palmar")],
+        ):
+            ids = [at[q] for q in quad]
+            pts = np.array([corners[q] @ rest for q in quad])
+            normal = np.cross(pts[1] - pts[0], pts[2] - pts[0]) + np.cross(pts[2] - pts[0], pts[3] - pts[0])
+            if normal @ (pts.mean(0) - centre) < 0:  # wind so that the normal leaves the wedge
+                ids = ids[::-1]
+            faces += [(ids[0], ids[1], ids[2]), (ids[0], ids[2], ids[3])]
+    return np.array(rows), np.array(faces, dtype=np.int32)
+
+
+# --- Forearm (rendered, never annotated) ---------------------------------------------------------
+
+# An elliptic cone from just inside the palm's lower end down the arm, long enough to leave any
+# crop: half-widths (radial x, palmar z) at the wrist and at its far end, meters, for shape 0.
+_FOREARM_LENGTH = 0.30
+_FOREARM_START = 0.004  # above the wrist joint: it overlaps the palm, so no gap opens at the wrist
+_FOREARM_HALF = ((0.026, 0.0135), (0.036, 0.027))
+_FOREARM_RINGS, _FOREARM_AROUND = 12, 18
+
+
+def forearm(betas: np.ndarray, flexion: float, deviation: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The forearm of a hand of shape ``betas`` in the hand frame: vertices [R * A, 3], outward
+    faces [F, 3] of an open tube along -y, bent at the wrist by ``flexion`` (radians, about x;
+    positive toward the palm) and ``deviation`` (about z; positive toward the thumb), and how
+    much each vertex faces the palm's side [R * A] in [-1, 1] (as ``Topology.palmar``).
+
+    Real crops always show the wrist and forearm leaving the frame; the mesh carries none of it,
+    so it is drawn but not part of the 778 vertices or the mask.
+    """
+    f = 1.0 + np.asarray(betas, dtype=np.float64) * _BETA_RANGE
+    scale, width, thick = f[0], f[1], f[3]
+    s = np.linspace(0.0, 1.0, _FOREARM_RINGS)[:, None]  # [R, 1]
+    (x0, z0), (x1, z1) = _FOREARM_HALF
+    half_x = (x0 + (x1 - x0) * s) * width * scale
+    half_z = (z0 + (z1 - z0) * s) * thick * scale
+    phi = 2 * np.pi * np.arange(_FOREARM_AROUND) / _FOREARM_AROUND  # [A]
+    y = np.broadcast_to(_FOREARM_START * scale - s * _FOREARM_LENGTH * scale, (_FOREARM_RINGS, _FOREARM_AROUND))
+    verts = np.stack([half_x * np.cos(phi), y, half_z * np.sin(phi)], -1).reshape(-1, 3)
+    i, j = np.meshgrid(np.arange(_FOREARM_RINGS - 1), np.arange(_FOREARM_AROUND), indexing="ij")
+    a, b = i * _FOREARM_AROUND + j, i * _FOREARM_AROUND + (j + 1) % _FOREARM_AROUND
+    c, d = a + _FOREARM_AROUND, b + _FOREARM_AROUND
+    # Rings run down -y and phi turns from +x to +z: (a, b, c) winds counter-clockwise outside.
+    faces = np.concatenate([np.stack([a, b, c], -1), np.stack([b, d, c], -1)]).reshape(-1, 3)
+    bend = axis_rotation(np.array([1.0, 0.0, 0.0]), -flexion) @ axis_rotation(np.array([0.0, 0.0, 1.0]), deviation)
+    palmar = np.tile(np.sin(phi), _FOREARM_RINGS)
+    return verts @ bend.T, faces.astype(np.int32), palmar
+
+
 # --- Sampling ------------------------------------------------------------------------------------
 
 # Pose families: weight, finger curls index..little (low, high), thumb style, spread (low, high).
@@ -510,11 +625,47 @@ def sample_betas(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, NUM_BETAS)
 
 
+_CONTACT = 0.6  # bone axes nearer than this share of their radii's sum pass through each other
+_TRIES = 20  # poses drawn at most until one does not pass through itself
+_AXIS_SAMPLES = np.linspace(0.0, 1.0, 9)
+
+
+def self_intersects(betas: np.ndarray, angles: np.ndarray) -> bool:
+    """Whether a finger (or the thumb) passes through another: two bones' axes come nearer than
+    _CONTACT of the sum of their radii. The bones that meet at neighbouring knuckles and the
+    thumb's metacarpal (inside the palm's flesh) are left out."""
+    rest = rest_hand(betas)
+    _, joints = forward_kinematics(rest, angles)
+    f = 1.0 + np.asarray(betas) * _BETA_RANGE
+    radius = _CHAIN_RADIUS * f[3] * f[0]  # as in rest_hand: thickness and scale
+    bones = [(c, b) for c in range(NUM_CHAINS) for b in range(3) if (c, b) != (0, 0)]
+    starts = np.array([joints[1 + 4 * c + b] for c, b in bones])  # [B, 3]
+    ends = np.array([joints[2 + 4 * c + b] for c, b in bones])
+    points = starts[:, None] + _AXIS_SAMPLES[:, None] * (ends - starts)[:, None]  # [B, 9, 3]
+    dist = np.linalg.norm(points[:, None, :, None] - points[None, :, None, :], axis=-1).min((2, 3))  # [B, B]
+    chain = np.array([c for c, _ in bones])
+    bone = np.array([b for _, b in bones])
+    reach = _CONTACT * (radius[chain][:, None] + radius[chain][None, :])
+    other = chain[:, None] < chain[None, :]
+    knuckles = (chain[None, :] == chain[:, None] + 1) & (bone[:, None] == 0) & (bone[None, :] == 0) & (chain[:, None] > 0)
+    return bool((other & ~knuckles & (dist < reach)).any())
+
+
 def sample_angles(rng: np.random.Generator, betas: np.ndarray) -> np.ndarray:
-    """Random joint angles [5, 5] (radians) from a mix of pose families, within the limits.
+    """Random joint angles [5, 5] (radians) from a mix of pose families, within the limits,
+    redrawn (up to _TRIES times) while the fingers pass through each other.
 
     ``betas`` is the hand's shape, needed to bring the thumb tip to a fingertip in pinches.
     """
+    for _ in range(_TRIES):
+        angles = _draw_angles(rng, betas)
+        if not self_intersects(betas, angles):
+            break
+    return angles
+
+
+def _draw_angles(rng: np.random.Generator, betas: np.ndarray) -> np.ndarray:
+    """One draw of :func:`sample_angles`, which may pass through itself."""
     names = list(_FAMILIES)
     weights = np.array([_FAMILIES[n][0] for n in names])
     _, curls, thumb, spread = _FAMILIES[names[rng.choice(len(names), p=weights / weights.sum())]]

@@ -1,4 +1,5 @@
-"""A small numpy renderer for the synthetic hands: rasteriser, skin shading, random backgrounds.
+"""A small numpy renderer for the synthetic hands: rasteriser, skin shading, backgrounds from
+real photographs and procedural textures, occluders and camera effects.
 
 Camera convention (FreiHAND's): camera space in meters, x right, y down, z forward; a point
 projects to ``uv = (K @ p)[:2] / p[2]``, pixel ``(col, row)`` having its centre at ``uv = (col,
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import colorsys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
+import skimage.data
 from PIL import Image, ImageFilter
 
 from cliphand.camera import project
@@ -31,7 +33,9 @@ class Fragments:
 
 @dataclass(frozen=True)
 class Lighting:
-    """A directional key light plus ambient and a fill light from the camera."""
+    """A directional key light plus ambient and a fill light from the camera; optionally an
+    environment (the ambient brighter from the sky above than from the ground), a coloured key
+    light and skin's subsurface scattering (light wraps past the terminator, red furthest)."""
 
     direction: np.ndarray  # [3] unit vector toward the light, camera space
     ambient: float
@@ -40,6 +44,12 @@ class Lighting:
     specular: float
     shininess: float
     exposure: float
+    sky: float = 0.0  # ambient × (1 + sky × up-facing), up = camera -y
+    wrap: float = 0.0  # subsurface wrap of the red channel (green, blue: _SCATTER of it)
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # colour of the key light
+
+
+_SCATTER = np.array([1.0, 0.45, 0.3], dtype=np.float32)  # skin scatters red deepest
 
 
 def rasterize(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, height: int,
@@ -131,20 +141,27 @@ def shade(verts: np.ndarray, faces: np.ndarray, albedo: np.ndarray, fragments: F
     to_light = light.direction.astype(np.float32)
     half = to_light + view
     half /= np.linalg.norm(half, axis=1, keepdims=True)
-    n_dot_l = np.clip(n @ to_light, 0.0, None)
+    cos_l = n @ to_light
+    n_dot_l = np.clip(cos_l, 0.0, None)
     n_dot_v = np.clip(np.einsum("ij,ij->i", n, view), 0.0, None)
     n_dot_h = np.clip(np.einsum("ij,ij->i", n, half), 0.0, None)
+    tint = np.asarray(light.tint, dtype=np.float32)
     spec = light.specular * n_dot_h ** light.shininess * n_dot_l
-    intensity = light.ambient + light.diffuse * n_dot_l + light.fill * n_dot_v
+    wrap = light.wrap * _SCATTER  # [3]
+    diffuse = np.clip((cos_l[:, None] + wrap) / (1.0 + wrap), 0.0, None)  # [N, 3]
+    ambient = light.ambient * (1.0 + light.sky * -n[:, 1])  # [N]
+    intensity = ambient[:, None] + light.diffuse * diffuse * tint + light.fill * n_dot_v[:, None]
     rgb = np.zeros((*covered.shape, 3), dtype=np.float32)
-    rgb[covered] = np.clip(light.exposure * (interpolate(albedo) * intensity[:, None]
-                                             + spec[:, None]), 0.0, 1.0)
+    rgb[covered] = np.clip(light.exposure * (interpolate(albedo) * intensity
+                                             + spec[:, None] * tint), 0.0, 1.0)
     return rgb, covered
 
 
 def render(verts: np.ndarray, faces: np.ndarray, albedo: np.ndarray, K: np.ndarray, size: int,
-           light: Lighting, supersample: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Anti-aliased render of a mesh: premultiplied colour [S, S, 3] and alpha [S, S] in [0, 1].
+           light: Lighting, supersample: int = 2, mask_faces: int | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Anti-aliased render of a mesh: premultiplied colour [S, S, 3], alpha [S, S] in [0, 1] and
+    the coverage [S, S] of its first ``mask_faces`` faces where they are visible (all: alpha).
 
     The mesh is rasterised at ``supersample`` times the resolution and box-filtered down.
     """
@@ -155,13 +172,16 @@ def render(verts: np.ndarray, faces: np.ndarray, albedo: np.ndarray, K: np.ndarr
     fragments = rasterize(verts, faces, K_hi, size * s, size * s)
     rgb, covered = shade(verts, faces, albedo, fragments, light)
     coverage = covered.astype(np.float32)
+    own = coverage if mask_faces is None else (covered & (fragments.face < mask_faces)).astype(np.float32)
     color = np.zeros((size, size, 3), np.float32)
     alpha = np.zeros((size, size), np.float32)
+    mask = np.zeros((size, size), np.float32)
     for dy in range(s):  # box filter as s * s strided sums (faster than a reshaped mean)
         for dx in range(s):
             color += rgb[dy::s, dx::s]
             alpha += coverage[dy::s, dx::s]
-    return color / (s * s), alpha / (s * s)
+            mask += own[dy::s, dx::s]
+    return color / (s * s), alpha / (s * s), mask / (s * s)
 
 
 # --- Appearance ----------------------------------------------------------------------------------
@@ -172,12 +192,15 @@ _SKIN_TONES = np.array([
 ]) / 255.0
 _PALM_TINT = np.array([0.93, 0.72, 0.64])  # palms and nails are lighter and pinker
 _NAIL_TINT = np.array([0.92, 0.78, 0.74])
+_FOLD_SHADE = np.array([0.8, 1.0, 1.0])  # folds darken green and blue most: they look redder
 
 
-def skin_albedo(rng: np.random.Generator, palmar: np.ndarray, nail: np.ndarray) -> np.ndarray:
-    """Per-vertex skin colour [V, 3] in [0, 1]: a random tone, lighter palm side and nails.
+def skin_albedo(rng: np.random.Generator, palmar: np.ndarray, nail: np.ndarray,
+                crease: np.ndarray) -> np.ndarray:
+    """Per-vertex skin colour [V, 3] in [0, 1]: a random tone, lighter palm side and nails,
+    darker, redder folds.
 
-    palmar: [V] in [-1, 1], how much each vertex faces out of the palm; nail: [V] in [0, 1].
+    palmar: [V] in [-1, 1], how much each vertex faces out of the palm; nail, crease: [V] in [0, 1].
     """
     i = rng.uniform(0, len(_SKIN_TONES) - 1)
     lo = int(i)
@@ -187,19 +210,23 @@ def skin_albedo(rng: np.random.Generator, palmar: np.ndarray, nail: np.ndarray) 
     palm_mix = 0.45 * np.clip(palmar, 0.0, 1.0)[:, None]
     albedo = tone + palm_mix * (_PALM_TINT * tone.max() ** 0.3 - tone)
     albedo += 0.6 * nail[:, None] * (_NAIL_TINT - albedo)
+    albedo *= 1.0 - rng.uniform(0.15, 0.3) * crease[:, None] * _FOLD_SHADE
     albedo *= 1.0 + rng.normal(0.0, 0.025, (len(palmar), 1))
     return np.clip(albedo, 0.0, 1.0)
 
 
 def sample_lighting(rng: np.random.Generator) -> Lighting:
-    """A random light from the camera's side of the hand."""
+    """A random key light from the camera's side of the hand in a bright environment: a sky
+    ambient, a key light from warm lamp to cool daylight, and skin's subsurface scattering."""
     d = rng.normal(size=3)
     d[2] = -abs(d[2]) - 0.5  # toward the camera (negative z), never from behind the hand
+    warm = rng.uniform(-1.0, 1.0)
     return Lighting(
-        direction=d / np.linalg.norm(d), ambient=rng.uniform(0.2, 0.45),
-        diffuse=rng.uniform(0.45, 0.8), fill=rng.uniform(0.0, 0.25),
-        specular=rng.uniform(0.0, 0.15), shininess=rng.uniform(8.0, 30.0),
-        exposure=rng.uniform(0.85, 1.15),
+        direction=d / np.linalg.norm(d), ambient=rng.uniform(0.35, 0.6),
+        diffuse=rng.uniform(0.4, 0.75), fill=rng.uniform(0.0, 0.2),
+        specular=rng.uniform(0.03, 0.2), shininess=rng.uniform(10.0, 40.0),
+        exposure=rng.uniform(0.9, 1.15), sky=rng.uniform(0.0, 0.4), wrap=rng.uniform(0.2, 0.6),
+        tint=(1.0 + 0.08 * warm, 1.0, 1.0 - 0.08 * warm),
     )
 
 
@@ -300,17 +327,54 @@ def _blobs_bg(rng: np.random.Generator, size: int) -> np.ndarray:
 
 _BACKGROUNDS = (_noise_bg, _stripes_bg, _gradient_bg, _blobs_bg)
 
+# Real photographs that scikit-image ships in its wheel (no download), each in the public domain
+# or under CC0 (their docstrings in ``skimage.data``): a person indoors, a cup on a table, a cat on
+# a sofa, a rocket outdoors, a street scene, and brick, grass, gravel and coin textures.
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "brick", "grass", "gravel", "coins")
+PHOTO_SHARE = 0.6  # of backgrounds; the rest are procedural
+SKIN_DISTRACTORS = 0.25  # of backgrounds with skin-coloured discs: skin colour alone is no hand
+DEFOCUS_SHARE = 0.75  # of backgrounds out of focus
+
+
+@cache
+def photo(name: str) -> np.ndarray:
+    """One of PHOTOS as uint8 RGB [H, W, 3] (grey ones repeated over the channels)."""
+    image = getattr(skimage.data, name)()
+    return np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3]
+
+
+def _photo_bg(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random square crop of a photo, turned, and colour-shifted."""
+    image = photo(PHOTOS[rng.integers(len(PHOTOS))])
+    h, w = image.shape[:2]
+    side = int(rng.uniform(0.3, 1.0) * min(h, w))
+    y0, x0 = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+    crop = np.rot90(image[y0:y0 + side, x0:x0 + side], int(rng.integers(4)))
+    pil = Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.Resampling.BILINEAR)
+    out = np.asarray(pil, dtype=np.float32) / 255.0
+    grey = out.mean(-1, keepdims=True)
+    saturation = rng.uniform(0.3, 1.2)
+    out = grey + saturation * (out - grey)
+    out = out * rng.uniform(0.8, 1.2, 3).astype(np.float32) * rng.uniform(0.6, 1.3)
+    return out
+
 
 def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A random textured background [S, S, 3] in [0, 1]: noise, stripes, gradients or blobs,
-    sometimes two blended through a noise mask, sometimes with skin-coloured distractors."""
-    out = _BACKGROUNDS[rng.integers(len(_BACKGROUNDS))](rng, size)
-    if rng.random() < 0.4:
-        other = _BACKGROUNDS[rng.integers(len(_BACKGROUNDS))](rng, size)
+    """A random background [S, S, 3] in [0, 1]: a photo (PHOTO_SHARE of them) or a procedural
+    texture (noise, stripes, gradients or blobs), sometimes blended with a second one through a
+    noise mask, sometimes with skin-coloured distractors, mostly out of focus."""
+    def one() -> np.ndarray:
+        if rng.random() < PHOTO_SHARE:
+            return _photo_bg(rng, size)
+        return _BACKGROUNDS[rng.integers(len(_BACKGROUNDS))](rng, size)
+
+    out = one()
+    if rng.random() < 0.25:
+        other = one()
         mask = _value_noise(rng, size)
         mask = np.clip((mask - 0.5) * rng.uniform(2, 12) + 0.5, 0, 1)[..., None]
         out = out + mask * (other - out)
-    if rng.random() < 0.25:
+    if rng.random() < SKIN_DISTRACTORS:
         x, y = _grid(size)
         for _ in range(int(rng.integers(1, 4))):
             tone = _SKIN_TONES[rng.integers(len(_SKIN_TONES))].astype(np.float32)
@@ -318,6 +382,10 @@ def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
             r = rng.uniform(0.05, 0.25)
             alpha = np.clip((1 - ((x - cx) ** 2 + (y - cy) ** 2) / r**2) * 4, 0, 1)
             out += alpha[..., None] * (tone * rng.uniform(0.6, 1.1) - out)
+    if rng.random() < DEFOCUS_SHARE:  # the camera focuses on the hand, the scene behind it blurs
+        radius = rng.uniform(0.5, 3.5) * size / 224
+        out = np.asarray(Image.fromarray(np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)).filter(
+            ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255.0
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
@@ -326,23 +394,75 @@ def composite(color: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> n
     return color + (1.0 - alpha[..., None]) * background
 
 
+# --- Objects in front of the hand ----------------------------------------------------------------
+
+OCCLUDER_SHARE = 0.3  # of images with objects in front of the hand, as in FreiHAND's hand-object scenes
+_MAX_HIDDEN = 0.5  # an object hiding more of the hand than this is left out
+
+
+def sample_occluders(rng: np.random.Generator, hand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One or two objects over part of the hand (coverage ``hand`` [S, S]): premultiplied colour
+    [S, S, 3] and alpha [S, S], zero where there is none. Each is a rounded box or ellipse centred
+    on a hand pixel, a photo's texture or a plain colour, shaded like a rounded solid."""
+    size = hand.shape[0]
+    color = np.zeros((size, size, 3), np.float32)
+    alpha = np.zeros((size, size), np.float32)
+    rows, cols = np.nonzero(hand > 0.5)
+    if rng.random() >= OCCLUDER_SHARE or len(rows) == 0:
+        return color, alpha
+    x, y = _grid(size)
+    for _ in range(int(rng.integers(1, 3))):
+        i = rng.integers(len(rows))
+        cx, cy = (cols[i] + 0.5) / size, (rows[i] + 0.5) / size
+        theta = rng.uniform(0, np.pi)
+        a = rng.uniform(0.06, 0.3)
+        b = a * rng.uniform(0.2, 1.0)
+        u = ((x - cx) * np.cos(theta) + (y - cy) * np.sin(theta)) / a
+        v = ((y - cy) * np.cos(theta) - (x - cx) * np.sin(theta)) / b
+        power = rng.uniform(2.0, 8.0)  # superellipse: 2 an ellipse, 8 nearly a box
+        radius = (np.abs(u) ** power + np.abs(v) ** power) ** (1.0 / power)
+        cover = np.clip((1.0 - radius) * b * size, 0.0, 1.0)  # an edge about a pixel wide
+        if (cover * hand).sum() > _MAX_HIDDEN * hand.sum():
+            continue
+        if rng.random() < 0.5:
+            texture = _photo_bg(rng, size)
+        else:
+            texture = np.broadcast_to(_random_colors(rng, 1)[0], (size, size, 3))
+        shading = 0.55 + 0.45 * np.sqrt(np.clip(1.0 - v * v, 0.0, 1.0))  # lit across its short side
+        layer = np.clip(texture * shading[..., None], 0.0, 1.0)
+        color += cover[..., None] * (layer - color)
+        alpha += cover * (1.0 - alpha)
+    return color, alpha
+
+
+# --- Camera ---------------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class CameraEffects:
-    """Blur and sensor noise, shared by every background version of a pose."""
+    """Blur, sensor noise, white balance and vignetting, shared by every background version of a
+    pose."""
 
     blur: float  # Gaussian radius, pixels (0 for none)
     noise: np.ndarray  # [S, S, 3] additive noise in 8-bit levels
+    gain: np.ndarray  # [3] per-channel gain: the camera's colour cast
+    vignette: float  # darkening at the corners, 0 for none
 
 
 def sample_camera_effects(rng: np.random.Generator, size: int) -> CameraEffects:
-    """Mild random blur and noise."""
+    """Mild random blur and noise, a colour cast and sometimes a vignette."""
     blur = rng.uniform(0.3, 1.0) if rng.random() < 0.5 else 0.0
     noise = rng.normal(0.0, rng.uniform(0.0, 4.0), (size, size, 3)).astype(np.float32)
-    return CameraEffects(blur=blur, noise=noise)
+    gain = rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    vignette = rng.uniform(0.0, 0.4) if rng.random() < 0.5 else 0.0
+    return CameraEffects(blur=blur, noise=noise, gain=gain, vignette=vignette)
 
 
 def to_uint8(image: np.ndarray, effects: CameraEffects | None = None) -> np.ndarray:
-    """An image in [0, 1] as uint8 RGB, with optional blur and noise."""
+    """An image in [0, 1] as uint8 RGB, with optional camera effects."""
+    if effects is not None:
+        x, y = _grid(image.shape[0])
+        falloff = 1.0 - effects.vignette * ((x - 0.5) ** 2 + (y - 0.5) ** 2) * 2.0
+        image = image * effects.gain * falloff[..., None]
     out = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if effects is None:
         return out

@@ -1,9 +1,12 @@
 """The embedded default dataset: procedurally generated right hands in FreiHAND's exact layout.
 
 Every pose is a random hand (:mod:`cliphand.data.handmodel`: shape, joint angles, a global
-rotation from :func:`sample_rotation`) seen by a random FreiHAND-like camera, rendered once
-(:mod:`cliphand.data.render`) and composited over random textured backgrounds: four for the
-training split (image ``pose + P * version``), one for the evaluation split. Annotations follow
+rotation from :func:`sample_rotation`) with its forearm leaving the frame, seen by a random
+FreiHAND-like camera, rendered once (:mod:`cliphand.data.render`) and composited over random
+backgrounds (photographs and procedural textures), sometimes behind objects in front of the
+hand: four versions for the training split (image ``pose + P * version``), one for the
+evaluation split. The forearm and the objects are drawn, never annotated; the mask is the hand's
+visible part before objects cover it. Annotations follow
 :mod:`cliphand.data.layout`; ``mano.json`` holds this hand model's parameters in MANO's slots
 (16 x 3 rotation vectors, 10 shape coefficients, 3 translation), not MANO parameters:
 
@@ -48,11 +51,13 @@ from cliphand.data.layout import (
     mask_path,
     num_versions,
 )
-from cliphand.skeleton import SCALE_BONE
+from cliphand.skeleton import NUM_VERTS, SCALE_BONE
 
 FOCAL_RANGE = (450.0, 650.0)  # pixels at 224 px, as in FreiHAND
 PRINCIPAL_JITTER = 0.05  # of the image size
-FILL_RANGE = (0.6, 0.9)  # projected hand bounding box side / image size: a tight crop
+FILL_RANGE = (0.45, 0.85)  # projected hand bounding box side / image size: a crop around the hand
+WRIST_FLEXION_DEG = (-40.0, 40.0)  # the forearm's bend at the wrist: toward the back, the palm
+WRIST_DEVIATION_DEG = (-20.0, 20.0)  # and sideways
 MARGIN = 0.03  # of the image size, between the hand and the image border
 MIN_DEPTH = 0.25  # meters, of the hand's bounding-box centre
 JPEG_QUALITY = 90
@@ -137,9 +142,21 @@ def place_in_view(points: np.ndarray, K: np.ndarray, size: int,
     return t - centre
 
 
-def make_pose(seed: int, split: str, pose: int, size: int, views: str = "upright"
-              ) -> tuple[PoseAnnotation, render.Lighting, np.ndarray]:
-    """The annotation, lighting and per-vertex albedo [778, 3] of one pose (no rendering)."""
+@dataclass(frozen=True)
+class Scene:
+    """One pose ready to render: its annotation, and what is drawn: the hand, its skin webs and
+    its forearm (the webs and the arm are not annotated)."""
+
+    annotation: PoseAnnotation
+    light: render.Lighting
+    verts: np.ndarray  # [778 + W + A, 3] camera space: the annotated hand, the webs, the forearm
+    faces: np.ndarray  # [F, 3]: the hand's and the webs' first
+    albedo: np.ndarray  # [778 + W + A, 3]
+    hand_faces: int  # the hand's and the webs' faces: the mask
+
+
+def make_pose(seed: int, split: str, pose: int, size: int, views: str = "upright") -> Scene:
+    """The annotation and the scene of one pose (no rendering)."""
     rng = np.random.default_rng([seed, SPLITS.index(split), pose])
     topo = handmodel.topology()
     betas = handmodel.sample_betas(rng)
@@ -154,7 +171,20 @@ def make_pose(seed: int, split: str, pose: int, size: int, views: str = "upright
                            hand.betas, trans])
     scale = float(np.linalg.norm(xyz[SCALE_BONE[0]] - xyz[SCALE_BONE[1]]))
     annotation = PoseAnnotation(xyz=xyz, verts=verts, K=K, mano=mano, scale=scale)
-    return annotation, render.sample_lighting(rng), render.skin_albedo(rng, topo.palmar, topo.nail)
+    light = render.sample_lighting(rng)
+    arm, arm_faces, arm_palmar = handmodel.forearm(betas, *np.radians(rng.uniform(*np.array(
+        [WRIST_FLEXION_DEG, WRIST_DEVIATION_DEG]).T)))
+    albedo = render.skin_albedo(rng, np.concatenate([topo.palmar, 0.5 * arm_palmar]),  # the inner arm: paler
+                                np.concatenate([topo.nail, np.zeros(len(arm))]),
+                                np.concatenate([topo.crease, np.zeros(len(arm))]))
+    web, web_faces = handmodel.webs()
+    return Scene(
+        annotation=annotation, light=light,
+        verts=np.concatenate([verts, web @ verts, arm @ rotation.T + trans]),
+        faces=np.concatenate([topo.faces, web_faces + NUM_VERTS, arm_faces + NUM_VERTS + len(web)]),
+        albedo=np.concatenate([albedo[:NUM_VERTS], web @ albedo[:NUM_VERTS], albedo[NUM_VERTS:]]),
+        hand_faces=len(topo.faces) + len(web_faces),
+    )
 
 
 def _save_jpeg(array: np.ndarray, path: Path) -> int:
@@ -165,19 +195,21 @@ def _save_jpeg(array: np.ndarray, path: Path) -> int:
 def _render_pose(job: _Job) -> tuple[PoseAnnotation, int]:
     """Generate one pose, write its images and mask; returns its annotation and bytes written."""
     root, seed, split, pose, n_poses, size, views = job
-    annotation, light, albedo = make_pose(seed, split, pose, size, views)
+    scene = make_pose(seed, split, pose, size, views)
+    annotation = scene.annotation
     split_id = SPLITS.index(split)
-    # The hand is rendered once; versions differ only in the background.
-    color, alpha = render.render(annotation.verts, handmodel.topology().faces, albedo,
-                                 annotation.K, size, light)
+    # The hand is rendered once; versions differ in the background and the objects in front.
+    color, alpha, hand = render.render(scene.verts, scene.faces, scene.albedo, annotation.K, size,
+                                       scene.light, mask_faces=scene.hand_faces)
     effects = render.sample_camera_effects(np.random.default_rng([seed, split_id, pose, 0]), size)
     nbytes = 0
     for version in range(num_versions(split)):
         bg_rng = np.random.default_rng([seed, split_id, pose, 1 + version])
         image = render.composite(color, alpha, render.random_background(bg_rng, size))
+        image = render.composite(*render.sample_occluders(bg_rng, hand), image)
         path = image_path(root, split, pose + n_poses * version)
         nbytes += _save_jpeg(render.to_uint8(image, effects), path)
-    mask = np.where(alpha >= 0.5, 255, 0).astype(np.uint8)
+    mask = np.where(hand >= 0.5, 255, 0).astype(np.uint8)
     nbytes += _save_jpeg(mask, mask_path(root, split, pose))
     return annotation, nbytes
 
