@@ -403,3 +403,31 @@ def test_objects_in_front_cover_part_of_the_hand_at_most() -> None:
         assert hidden <= 2 * render._MAX_HIDDEN  # at most two objects, each hiding at most half
     share = np.mean(np.array(covered) > 0)
     assert 0.1 < share < 0.5  # about OCCLUDER_SHARE of the images
+
+
+def test_skin_scatters_red_past_the_terminator() -> None:
+    """Subsurface scattering: with ``wrap`` the side turned from the light is lit, red most."""
+    verts, faces, _ = handmodel.forearm(np.zeros(10), 0.0, 0.0)
+    verts = verts + np.array([0.0, 0.1, 0.5])  # a vertical tube in front of the camera
+    K = np.array([[300.0, 0.0, 48.0], [0.0, 300.0, 48.0], [0.0, 0.0, 1.0]])
+    white = np.ones((len(verts), 3))
+    lit_from_right = dict(direction=np.array([1.0, 0.0, 0.0]), ambient=0.0, diffuse=1.0, fill=0.0, specular=0.0,
+                          shininess=10.0, exposure=1.0)
+    dry, _, _ = render.render(verts, faces, white, K, SIZE, render.Lighting(**lit_from_right))
+    skin, alpha, _ = render.render(verts, faces, white, K, SIZE, render.Lighting(**lit_from_right, wrap=0.6))
+    cols = np.flatnonzero(alpha[SIZE // 2] > 0.99)
+    centre, half = (cols[0] + cols[-1]) / 2, (cols[-1] - cols[0]) / 2
+    shadow = (SIZE // 2, int(centre - 0.15 * half))  # just past the terminator, turned from the light
+    assert dry[shadow].max() == 0.0
+    r, g, b = skin[shadow]
+    assert r > g > b > 0.0
+
+
+def test_camera_colour_cast_and_vignette() -> None:
+    grey = np.full((SIZE, SIZE, 3), 0.5, np.float32)
+    effects = render.CameraEffects(blur=0.0, noise=np.zeros((SIZE, SIZE, 3), np.float32),
+                                   gain=np.array([1.1, 1.0, 0.9], np.float32), vignette=0.4)
+    out = render.to_uint8(grey, effects).astype(float)
+    centre, corner = out[SIZE // 2, SIZE // 2], out[0, 0]
+    assert centre[0] / centre[2] == pytest.approx(1.1 / 0.9, rel=0.03)
+    assert (corner < 0.85 * centre).all()
