@@ -26,9 +26,8 @@ from cliphand.tracking import DEFAULT_URI
 
 DB_FILE = DEFAULT_URI.removeprefix("sqlite:///")
 
-# name → (what the row shows, the params ``dvc exp run -S`` sets, its seeds by default). The
-# contrastive question is answered over three seeds; the mesh variant's gap is far wider than seed
-# noise, so one seed serves.
+# name → (what the row shows, the params ``dvc exp run -S`` sets, its seeds by default): the
+# contrastive question over three seeds, the mesh variant over one (``--seeds`` for more).
 ABLATIONS: dict[str, tuple[str, tuple[str, ...], tuple[int, ...]]] = {
     "full": ("full model", (), (0, 1, 2)),
     "no-contrastive": (
