@@ -17,6 +17,10 @@ from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.hierarchy import MeshHierarchy
 from cliphand.training.trainer import compute_losses
 
+# On the photo-backed renders with objects in front, z retrieval stood at 7 of 8 after 400 steps
+# (enough on the plainer renders before) and at 8 of 8 after 600.
+STEPS = 600
+
 
 @pytest.mark.slow
 def test_full_model_overfits_eight_hands(tmp_path):
@@ -32,7 +36,7 @@ def test_full_model_overfits_eight_hands(tmp_path):
     cfg = TrainConfig(batch_size=8, lr=1e-3, amp="none", loss=LossWeights(joints=1.0, heatmap=0.5, clip=0.05, verts=1.0, mesh_joints=1.0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     history = []
-    for step in range(400):  # the default recipe: one contrastive axis per step, in turn
+    for step in range(STEPS):  # the default recipe: one contrastive axis per step, in turn
         terms = compute_losses(model, model(data["image"]), data, cfg, with_mesh=True, step=step)
         optimizer.zero_grad()
         terms["total"].backward()
