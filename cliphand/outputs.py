@@ -25,8 +25,10 @@ def dataset_outputs(
     with_text: bool = True,
     workers: int = 0,
     desc: str = "predict",
+    with_prior: bool = True,
 ) -> dict[str, np.ndarray | list]:
-    """Camera-space joints/vertices, 2.5D joints, pose and (with targets) prompt features.
+    """Camera-space joints/vertices (through the pose prior unless ``with_prior=False``), 2.5D joints,
+    pose and (with targets) prompt features.
 
     Keys: ``joints_cam`` [N, 21, 3], ``verts_cam`` [N, 778, 3] (with_mesh), ``joints25d``,
     ``pose_feats`` [3, N, E], and when the dataset has prompts: ``text_feats`` [3, N, E],
@@ -39,7 +41,7 @@ def dataset_outputs(
     prompts: list = []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
         images = batch["image"].to(device)
-        out = model(images, batch["K"].to(device), batch["scale"].to(device), with_mesh=with_mesh)
+        out = model(images, batch["K"].to(device), batch["scale"].to(device), with_mesh=with_mesh, with_prior=with_prior)
         parts = {"joints_cam": out.joints_cam, "joints25d": out.joints25d, "pose_feats": torch.stack(out.pose_feats)}
         if with_mesh:
             parts["verts_cam"] = out.verts_cam

@@ -36,6 +36,7 @@ from cliphand.images import InputError, read_image
 from cliphand.meshio import write_ply
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.export import InferenceModel
+from cliphand.models.prior import PosePrior
 from cliphand.skeleton import JOINT_NAMES, NUM_JOINTS
 
 # The middle finger's MCP-PIP length (FreiHAND's ``scale``): the synthetic set's mean, about an
@@ -54,13 +55,14 @@ class Predictor:
     depth_range: float
     bone_ratios: np.ndarray  # [20], the model's (CLIPHand3D.bone_ratios)
     faces: np.ndarray | None  # [F, 3] when the topology is known
+    prior: PosePrior | None = None  # the model's (CLIPHand3D.prior), applied after lifting
 
     @classmethod
     def from_model(cls, model: CLIPHand3D) -> Predictor:
         """Wrap a full model (its text side is dropped)."""
         h = model.hierarchy
         ratios = model.bone_ratios.cpu().numpy()  # fitted to the model's own skeletons by the finetune stage
-        return cls(InferenceModel(model), model.cfg.image_size, model.cfg.depth_range, ratios, h.faces)
+        return cls(InferenceModel(model), model.cfg.image_size, model.cfg.depth_range, ratios, h.faces, model.prior)
 
     def metadata(self) -> dict[str, Any]:
         """What the registered model stores beside its network (``serving.log_model``)."""
@@ -74,12 +76,12 @@ class Predictor:
     def __call__(self, images: torch.Tensor, K: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Camera-space joints ``[B, 21, 3]`` and vertices ``[B, V, 3]`` (meters) for images
         ``[B, 3, S, S]`` with their crops' ``K`` ``[B, 3, 3]`` and the hands' ``scale`` ``[B]``,
-        lifted by the codec as ``CLIPHand3D.forward`` lifts them (in float64)."""
+        lifted by the codec and passed through the pose prior as ``CLIPHand3D.forward`` does (in float64)."""
         out = self.net(images).double()
         ratios = torch.as_tensor(self.bone_ratios, dtype=torch.float64)
         codec = Codec25D(self.image_size, self.depth_range)
         joints, verts = codec.lift(out[:, :NUM_JOINTS], K.double(), scale.double(), ratios, out[:, NUM_JOINTS:])
-        return joints, verts
+        return self.prior(joints, verts) if self.prior is not None else (joints, verts)
 
 
 def load_model_file(path: Path | str) -> CLIPHand3D:

@@ -65,8 +65,10 @@ def evaluate_block(metrics_dir: Path) -> str:
     m, b = e["model"], e["baseline"]
     rows = ["| metric (synthetic evaluation split) | cliphand | baseline | cliphand ÷ baseline |", "|---|---:|---:|---:|"]
     rows += [f"| {r.heading} | {r.format(m[r.key])} | {r.format(b[r.key])} | {m[r.key] / b[r.key]:.2f} |" for r in REPORTED]
-    src = e["error_sources"]
+    src, n = e["error_sources"], e["network"]
     rows += [
+        f"| PA-MPJPE / PA-MPVPE, the network alone (no pose prior) (mm) | {n['pa_mpjpe_mm']:.2f} / "
+        f"{n['pa_mpvpe_mm']:.2f} | | {n['pa_mpjpe_mm'] / b['pa_mpjpe_mm']:.2f} / {n['pa_mpvpe_mm'] / b['pa_mpvpe_mm']:.2f} |",
         f"| PA-MPJPE, predicted u, v with true depth (mm) | {src['pa_mpjpe_mm_uv_only']:.2f} | | |",
         f"| PA-MPJPE, true u, v with predicted depth (mm) | {src['pa_mpjpe_mm_depth_only']:.2f} | | |",
         f"| root depth error, signed mean / mean magnitude (mm) | {src['root_depth_error_mm']:+.1f} / "

@@ -15,6 +15,7 @@ from typing import Literal
 import yaml
 
 from cliphand.config.strict import ConfigError, from_dict, load_yaml, positive
+from cliphand.skeleton import NUM_JOINTS
 
 DataSource = Literal["synthetic", "freihand"]
 SyntheticViews = Literal["upright", "any"]  # FreiHAND-like upright views, or uniform rotations
@@ -132,6 +133,7 @@ class ModelConfig:
     pose_width: int = 128  # channels of the pose head's stride-8 fusion
     joint_dim: int = 64  # depth features per joint
     heatmap_stride: int = 8  # pixels per x/y heatmap bin (paper: 8, i.e. 32 bins at 256 px)
+    prior_components: int = 32  # principal directions of the pose prior (cliphand.models.prior); 0: none
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     text: TextConfig | None = field(default_factory=TextConfig)
@@ -144,6 +146,8 @@ class ModelConfig:
             raise ConfigError(f"{prefix}.heatmap_stride: 4 or 8, got {self.heatmap_stride}")
         for name in ("embed_dim", "depth_range", "pose_width", "joint_dim"):
             positive(getattr(self, name), f"{prefix}.{name}")
+        if not 0 <= self.prior_components <= 3 * NUM_JOINTS:
+            raise ConfigError(f"{prefix}.prior_components: 0 to {3 * NUM_JOINTS}, got {self.prior_components}")
         if self.text is not None and self.text.embed_dim != self.embed_dim:
             raise ConfigError(
                 f"{prefix}.text.embed_dim: {self.text.embed_dim} differs from {prefix}.embed_dim "

@@ -15,6 +15,8 @@ from cliphand.models.backbone import Backbone
 from cliphand.models.hierarchy import MeshHierarchy
 from cliphand.models.mesh_regressor import MeshRegressor
 from cliphand.models.pose_head import PoseFeatures, PoseHead, heatmap_bins, soft_argmax
+from cliphand.models.prior import PosePrior
+from cliphand.skeleton import NUM_JOINTS, NUM_VERTS
 from cliphand.text.encoder import TextEncoder
 
 log = logging.getLogger(__name__)
@@ -65,15 +67,19 @@ class CLIPHand3D(nn.Module):
         )
         self.pose_features = PoseFeatures(bins, cfg.embed_dim)
         self.mesh = MeshRegressor(hierarchy, self.backbone.channels, cfg.mesh)
+        # Fitted by the finetune stage on the validation split; until then it passes hands through.
+        self.prior = PosePrior(NUM_JOINTS, NUM_VERTS, cfg.prior_components)
         self.text = TextEncoder(cfg.text) if cfg.text is not None else None
         # One learnable temperature per axis.
         self.logit_scales = nn.ModuleList(LogitScale() for _ in range(3)) if cfg.text is not None else None
 
     def forward(
-        self, images: Tensor, K: Tensor | None = None, scale: Tensor | None = None, with_mesh: bool = True
+        self, images: Tensor, K: Tensor | None = None, scale: Tensor | None = None, with_mesh: bool = True,
+        with_prior: bool = True,
     ) -> HandOutput:
         """Images ``[B, 3, S, S]`` in [0, 1]; with the crop's ``K`` [B, 3, 3] and the hand's
-        ``scale`` [B] (meters) the joints and vertices are also returned in camera space.
+        ``scale`` [B] (meters) the joints and vertices are also returned in camera space, through
+        the pose prior unless ``with_prior=False`` (the network alone).
         ``with_mesh=False`` skips the mesh regressor (contrastive pretraining does not use it)."""
         pyramid = self.backbone((images - self.mean) / self.std)  # [C2, C3, C4, C5]
         logits = self.pose_head(pyramid)
@@ -84,6 +90,8 @@ class CLIPHand3D(nn.Module):
         if K is not None and scale is not None:
             out.joints_cam, *verts = self.codec.lift(joints25d, K, scale, self.bone_ratios, *verts25d[-1:])
             out.verts_cam = verts[0] if verts else None
+            if with_prior:
+                out.joints_cam, out.verts_cam = self.prior(out.joints_cam, out.verts_cam)
         return out
 
     def encode_text(self, prompts: list[str], axis: int) -> Tensor:

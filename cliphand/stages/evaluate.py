@@ -30,6 +30,9 @@ def evaluate(params: Params, raw: dict) -> dict:
         raise ConfigError(f"evaluate.figure_index: {example} is past the {len(dataset)} evaluation images")
     with tracking.stage_run("evaluate", sections(raw, "evaluate")):
         pred = dataset_outputs(model, dataset, params.evaluate.batch_size, device, with_text=False, desc="evaluate")
+        # The network alone, without the pose prior the finetune stage fitted: what the prior adds.
+        bare = dataset_outputs(model, dataset, params.evaluate.batch_size, device, with_text=False,
+                               desc="evaluate (no prior)", with_prior=False)
         gt_xyz, gt_verts = dataset.ann["xyz"], dataset.ann["verts"].astype(np.float64)
         ours = evaluation.summary(gt_xyz, gt_verts, pred["joints_cam"], pred["verts_cam"])
         with np.load(PROCESSED / "train.npz") as train:
@@ -38,6 +41,7 @@ def evaluate(params: Params, raw: dict) -> dict:
         result = {
             "model": metrics.reported(ours),
             "baseline": metrics.reported(base),
+            "network": metrics.reported(evaluation.summary(gt_xyz, gt_verts, bare["joints_cam"], bare["verts_cam"])),
             "error_sources": evaluation.error_sources(pred["joints25d"], pred["joints_cam"], dataset),
             "smoothness": evaluation.smoothness(pred["verts_cam"], gt_verts, faces),
         }
