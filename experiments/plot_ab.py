@@ -1,7 +1,8 @@
 """Learning curves of the recipe A/B runs (``experiments/pose_ab.py`` CSVs): validation PA-MPJPE
 against the training process's CPU minutes, so runs of different step costs compare fairly.
 
-    python experiments/plot_ab.py experiments/runs/E.csv:"E" experiments/runs/L0.csv:"L0" --baseline 19.03 --out docs/recipe_ab.png
+    python experiments/plot_ab.py experiments/runs/E.csv:"E" experiments/runs/L0.csv:"L0" --baseline 19.03 --out docs/recipe_ab.png \
+        --title "pretraining recipe A/B, default data of a0d65b9 (the renders before 138fb60), 96 px"
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="CSV:label")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--baseline", type=float, help="the canonical mean hand's PA-MPJPE (mm), drawn as a line")
+    parser.add_argument("--title", required=True, help="what was compared, on which data")
     args = parser.parse_args()
     import matplotlib.pyplot as plt
 
@@ -35,8 +37,8 @@ def main() -> None:
         labels.append("canonical mean hand, a constant\n(evaluation split)")
     # Beside the axes, not over the curves (a figure legend: ``save`` only places axes legends).
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.98, 0.5), fontsize=8)
-    ax.set(xlabel="CPU minutes of the training process (1 thread)", ylabel="validation PA-MPJPE (mm)",
-           title="pretraining recipe A/B, default data of a0d65b9 (the renders before 138fb60), 96 px")
+    ax.set(xlabel="CPU minutes of the training process (all its threads)", ylabel="validation PA-MPJPE (mm)",
+           title=args.title)
     save(fig, args.out)
 
 

@@ -81,7 +81,7 @@ class BackboneConfig:
     download, needs internet) or the path of a local checkpoint of the classification model.
     """
 
-    name: str = "resnet18"
+    name: str = "resnet10t"
     pretrained: str | None = None
 
 
