@@ -5,6 +5,7 @@ curves, and the README's prediction figure (drawn as ``cliphand predict`` draws)
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from cliphand import evaluation, metrics, tracking, viz
 from cliphand.config import ConfigError, Params
@@ -29,10 +30,12 @@ def evaluate(params: Params, raw: dict) -> dict:
     if example >= len(dataset):
         raise ConfigError(f"evaluate.figure_index: {example} is past the {len(dataset)} evaluation images")
     with tracking.stage_run("evaluate", sections(raw, "evaluate")):
-        pred = dataset_outputs(model, dataset, params.evaluate.batch_size, device, with_text=False, desc="evaluate")
-        # The network alone, without the pose prior the finetune stage fitted: what the prior adds.
+        # The network alone once, then the pose prior the finetune stage fitted on top: what the prior adds.
         bare = dataset_outputs(model, dataset, params.evaluate.batch_size, device, with_text=False,
-                               desc="evaluate (no prior)", with_prior=False)
+                               desc="evaluate", with_prior=False)
+        with torch.inference_mode():
+            joints, verts = model.prior.cpu()(torch.from_numpy(bare["joints_cam"]), torch.from_numpy(bare["verts_cam"]))
+        pred = {**bare, "joints_cam": joints.numpy(), "verts_cam": verts.numpy()}
         gt_xyz, gt_verts = dataset.ann["xyz"], dataset.ann["verts"].astype(np.float64)
         ours = evaluation.summary(gt_xyz, gt_verts, pred["joints_cam"], pred["verts_cam"])
         with np.load(PROCESSED / "train.npz") as train:
