@@ -195,6 +195,20 @@ def test_backgrounds_are_textured_and_seeded() -> None:
                                                                    64))
 
 
+def test_the_scene_behind_is_lit_less_than_the_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    lo, hi = render.BACKGROUND_LIGHT
+    assert 0 < lo < hi <= 1
+    ratios = []
+    for seed in range(12):
+        lit = render.random_background(np.random.default_rng(seed), 64)
+        with monkeypatch.context() as m:
+            m.setattr(render, "BACKGROUND_LIGHT", (1.0, 1.0))
+            full = render.random_background(np.random.default_rng(seed), 64)
+        assert (lit <= full + 1e-6).all() and (lit >= lo * full - 1e-6).all()
+        ratios.append(lit.sum() / full.sum())
+    assert np.ptp(ratios) > 0.1 * (hi - lo), "the light must vary between images"
+
+
 # --- Generated dataset ---------------------------------------------------------------------------
 
 def test_layout_and_shapes(dataset: Path) -> None:

@@ -334,6 +334,9 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "brick", "grass"
 PHOTO_SHARE = 0.6  # of backgrounds; the rest are procedural
 SKIN_DISTRACTORS = 0.25  # of backgrounds with skin-coloured discs: skin colour alone is no hand
 DEFOCUS_SHARE = 0.75  # of backgrounds out of focus
+# The scene's brightness against the hand's: the lamp or window that lights the hand near the camera
+# lights the scene behind it less (the light falls off with distance).
+BACKGROUND_LIGHT = (0.5, 1.0)
 
 
 @cache
@@ -362,7 +365,8 @@ def _photo_bg(rng: np.random.Generator, size: int) -> np.ndarray:
 def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A random background [S, S, 3] in [0, 1]: a photo (PHOTO_SHARE of them) or a procedural
     texture (noise, stripes, gradients or blobs), sometimes blended with a second one through a
-    noise mask, sometimes with skin-coloured distractors, mostly out of focus."""
+    noise mask, sometimes with skin-coloured distractors, mostly out of focus, and lit less than the
+    hand (BACKGROUND_LIGHT)."""
     def one() -> np.ndarray:
         if rng.random() < PHOTO_SHARE:
             return _photo_bg(rng, size)
@@ -386,6 +390,7 @@ def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
         radius = rng.uniform(0.5, 3.5) * size / 224
         out = np.asarray(Image.fromarray(np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)).filter(
             ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255.0
+    out = out * rng.uniform(*BACKGROUND_LIGHT)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
@@ -397,7 +402,7 @@ def composite(color: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> n
 # --- Objects in front of the hand ----------------------------------------------------------------
 
 OCCLUDER_SHARE = 0.3  # of images with objects in front of the hand, as in FreiHAND's hand-object scenes
-_MAX_HIDDEN = 0.5  # an object hiding more of the hand than this is left out
+_MAX_HIDDEN = 0.3  # an object hiding more of the hand than this is left out
 
 
 def sample_occluders(rng: np.random.Generator, hand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -55,7 +55,7 @@ from cliphand.skeleton import NUM_VERTS, SCALE_BONE
 
 FOCAL_RANGE = (450.0, 650.0)  # pixels at 224 px, as in FreiHAND
 PRINCIPAL_JITTER = 0.05  # of the image size
-FILL_RANGE = (0.45, 0.85)  # projected hand bounding box side / image size: a crop around the hand
+FILL_RANGE = (0.35, 0.65)  # projected hand bounding box side / image size: a crop with the wrist and some arm
 WRIST_FLEXION_DEG = (-40.0, 40.0)  # the forearm's bend at the wrist: toward the back, the palm
 WRIST_DEVIATION_DEG = (-20.0, 20.0)  # and sideways
 MARGIN = 0.03  # of the image size, between the hand and the image border
