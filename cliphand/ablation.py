@@ -31,7 +31,9 @@ DB_FILE = DEFAULT_URI.removeprefix("sqlite:///")
 ABLATIONS: dict[str, tuple[str, tuple[str, ...], tuple[int, ...]]] = {
     "full": ("full model", (), (0, 1, 2)),
     "no-contrastive": (
-        "without the contrastive loss", ("pretrain.loss.clip=0", "finetune.loss.clip=0"), (0, 1, 2),
+        "without the contrastive loss",
+        ("pretrain.loss.clip=0", "pretrain.loss.clip_labels=0", "finetune.loss.clip=0", "finetune.loss.clip_labels=0"),
+        (0, 1, 2),
     ),
     "direct-778": (
         "without coarse-to-fine (778 vertices regressed directly)",

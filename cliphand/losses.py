@@ -144,21 +144,26 @@ class LogitScale(nn.Module):
 # Supervised pose and mesh losses (2.5D coordinates, see ``cliphand.codec``).
 
 
-def heatmap_loss(logits: list[torch.Tensor], joints25d: torch.Tensor, sigma_bins: float = 1.0) -> torch.Tensor:
-    """KL divergence from Gaussian labels to the 1D heatmaps ``[[B, 21, bins]] * 3`` (logits).
+def heatmap_labels(joints25d: torch.Tensor, bins: Sequence[int], sigma_bins: float = 1.0) -> list[torch.Tensor]:
+    """The 1D heatmaps ``[[B, 21, bins]] * 3`` of 2.5D joints ``[B, 21, 3]``: normalised Gaussians of
+    ``sigma_bins`` bins around each coordinate (SimCC's label smoothing)."""
+    labels = []
+    for axis, n in enumerate(bins):
+        centres = (torch.arange(n, device=joints25d.device, dtype=joints25d.dtype) + 0.5) / n
+        g = torch.exp(-0.5 * ((centres - joints25d[..., axis, None]) * n / sigma_bins) ** 2)  # [B, 21, n]
+        labels.append(g / g.sum(-1, keepdim=True).clamp_min(1e-12))
+    return labels
 
-    The labels are Gaussians of ``sigma_bins`` bins around the target ``[B, 21, 3]`` (SimCC's
-    label smoothing), so the heatmaps the pose features read stay sharp and unimodal. KL rather
-    than cross-entropy so a perfect heatmap scores 0 (the labels' entropy is not a floor).
+
+def heatmap_loss(logits: list[torch.Tensor], joints25d: torch.Tensor, sigma_bins: float = 1.0) -> torch.Tensor:
+    """KL divergence from the labels (``heatmap_labels``) to the 1D heatmaps ``[[B, 21, bins]] * 3``
+    (logits), so the heatmaps the pose features read stay sharp and unimodal. KL rather than
+    cross-entropy so a perfect heatmap scores 0 (the labels' entropy is not a floor).
     """
+    labels = heatmap_labels(joints25d.to(logits[0].dtype), [l.shape[-1] for l in logits], sigma_bins)
     total = joints25d.new_zeros(())
-    for axis, logit in enumerate(logits):
-        bins = logit.shape[-1]
-        centres = (torch.arange(bins, device=logit.device, dtype=logit.dtype) + 0.5) / bins
-        target = joints25d[..., axis, None].to(logit.dtype)  # [B, 21, 1]
-        labels = torch.exp(-0.5 * ((centres - target) * bins / sigma_bins) ** 2)
-        labels = labels / labels.sum(-1, keepdim=True).clamp_min(1e-12)
-        kl = F.kl_div(logit.log_softmax(-1), labels, reduction="none").sum(-1)  # [B, 21]
+    for logit, label in zip(logits, labels):
+        kl = F.kl_div(logit.log_softmax(-1), label, reduction="none").sum(-1)  # [B, 21]
         total = total + kl.mean()
     return total / len(logits)
 

@@ -16,6 +16,8 @@ from cliphand.losses import (
     bone_loss,
     clip_loss,
     gather_features,
+    heatmap_labels,
+    heatmap_loss,
     prompt_ids,
 )
 from cliphand.skeleton import BONES
@@ -175,3 +177,17 @@ def test_bone_loss_sees_the_shape_not_the_place() -> None:
     moved = target.clone()
     moved[:, tip, 0] += 0.3
     assert bone_loss(moved, target).item() == pytest.approx(0.3 / (20 * 3), rel=1e-4)
+
+
+def test_heatmap_labels_are_gaussians_around_each_coordinate() -> None:
+    torch.manual_seed(0)
+    joints = torch.rand(3, 21, 3)
+    labels = heatmap_labels(joints, [12, 12, 24])
+    assert [tuple(l.shape) for l in labels] == [(3, 21, 12), (3, 21, 12), (3, 21, 24)]
+    for axis, label in enumerate(labels):
+        bins = label.shape[-1]
+        torch.testing.assert_close(label.sum(-1), torch.ones(3, 21))
+        assert (label.argmax(-1) == (joints[..., axis] * bins).long().clamp(max=bins - 1)).all()
+    # the heatmap loss is the KL divergence from them: zero for heatmaps equal to the labels
+    assert heatmap_loss([l.clamp_min(1e-30).log() for l in labels], joints) < 1e-5
+    assert heatmap_loss([torch.zeros_like(l) for l in labels], joints) > 0.1

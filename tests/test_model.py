@@ -203,3 +203,40 @@ def test_the_contrastive_axes_of_a_step_take_turns(processed_hands, per_step, st
     terms["clip"].backward()
     trained = [a for a, adapter in enumerate(model.text.adapters) if any(p.grad is not None for p in adapter.parameters())]
     assert trained == axes
+
+
+@pytest.mark.parametrize("shapes_pose", [False, True])
+def test_the_contrastive_terms_and_what_they_train(processed_hands, shapes_pose):
+    """``clip`` matches the prompts against the network's pose features, ``clip_labels`` against the
+    labels' heatmaps through the same projection; both train the text side and the projection, and
+    only ``clip`` with ``clip_shapes_pose`` reaches the pose head and the backbone."""
+    from torch.utils.data import default_collate
+
+    from cliphand.config import LossWeights, TrainConfig
+    from cliphand.data.dataset import HandDataset
+    from cliphand.losses import clip_loss, heatmap_labels, prompt_ids
+    from cliphand.models.hierarchy import MeshHierarchy
+    from cliphand.training.trainer import compute_losses
+
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), MeshHierarchy.load(processed_hands / "hierarchy.npz"))
+    batch = default_collate([HandDataset(processed_hands, "train", 8.0)[i] for i in range(4)])
+    cfg = TrainConfig(batch_size=4, amp="none", clip_axes_per_step=3, clip_shapes_pose=shapes_pose,
+                      loss=LossWeights(clip=1.0, clip_labels=1.0))
+    out = model(batch["image"], with_mesh=False)
+    terms = compute_losses(model, out, batch, cfg, with_mesh=False)
+    labels = model.pose_features(heatmap_labels(batch["joints25d"], [h.shape[-1] for h in out.heatmaps]))
+    expected = {"clip": 0.0, "clip_labels": 0.0}
+    for a in range(3):
+        prompts = list(batch["prompts"][a])
+        text, ids, scale = model.encode_text(prompts, a), prompt_ids(prompts), model.logit_scales[a]()
+        expected["clip"] += clip_loss(out.pose_feats[a], text, scale, ids)
+        expected["clip_labels"] += clip_loss(labels[a], text, scale, ids)
+    for name in expected:
+        torch.testing.assert_close(terms[name], expected[name])
+        model.zero_grad(set_to_none=True)
+        terms[name].backward(retain_graph=True)
+        assert all(p.grad is not None for p in model.text.adapters.parameters())
+        assert all(p.grad is not None for p in model.pose_features.parameters())
+        reaches_image = [p.grad is not None for p in model.pose_head.parameters()]
+        assert all(reaches_image) if name == "clip" and shapes_pose else not any(reaches_image)

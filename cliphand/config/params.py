@@ -194,6 +194,7 @@ class LossWeights:
     bones: float = 0.0  # L1 on 2.5D bone vectors (child minus parent): the hand's shape, not its place
     heatmap: float = 0.5  # cross-entropy of the 1D heatmaps against Gaussian labels
     clip: float = 0.05  # per-axis contrastive pose-text loss, summed over x, y, z
+    clip_labels: float = 0.05  # the same with the labels' heatmaps as pose features: teaches the text side from step one
     verts: float = 0.0  # L1 on 2.5D vertices, every mesh level
     mesh_joints: float = 0.0  # L1 on the joints regressed from the mesh
     edges: float = 0.0  # L1 between the full mesh's edge lengths and the truth's (needs the topology)
@@ -253,6 +254,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 200  # optimiser steps between mid-epoch checkpoints
     clip_axes_per_step: int = 1  # contrastive axes per step, in turn (1-3); the loss is scaled to match
+    clip_shapes_pose: bool = False  # the contrastive loss trains the pose head and backbone too (the paper: true)
     loss: LossWeights = field(default_factory=LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -74,9 +74,12 @@ def compute_losses(
 ) -> dict[str, torch.Tensor]:
     """Every weighted loss term of a batch, and their sum under ``total``.
 
-    The contrastive term of optimiser step ``step`` covers ``cfg.clip_axes_per_step`` axes in turn
+    The contrastive terms of optimiser step ``step`` cover ``cfg.clip_axes_per_step`` axes in turn
     (x, y, z, x, …), scaled by 3 / that count: the same loss in expectation, for a share of the text
-    side's cost, which at the default size exceeds the rest of a pretraining step.
+    side's cost, which at the default size exceeds the rest of a pretraining step. ``clip`` matches
+    the prompts against the network's pose features (through the pose head and backbone only with
+    ``cfg.clip_shapes_pose``), ``clip_labels`` against the same projection of the labels' heatmaps,
+    which are sharp and tell the samples apart from the first step, when the network's do not yet.
     """
     w = cfg.loss
     terms: dict[str, torch.Tensor] = {}
@@ -86,14 +89,25 @@ def compute_losses(
         terms["bones"] = w.bones * losses.bone_loss(out.joints25d, joints25d)
     if w.heatmap:
         terms["heatmap"] = w.heatmap * losses.heatmap_loss(out.logits, joints25d)
-    if w.clip and model.text is not None:
-        clip, n = 0.0, cfg.clip_axes_per_step
+    if (w.clip or w.clip_labels) and model.text is not None:
+        n = cfg.clip_axes_per_step
+        feats = {}  # [[B, E]] * 3 per term
+        if w.clip:
+            feats["clip"] = out.pose_feats if cfg.clip_shapes_pose else model.pose_features(
+                [h.detach() for h in out.heatmaps])
+        if w.clip_labels:
+            feats["clip_labels"] = model.pose_features(
+                losses.heatmap_labels(joints25d, [h.shape[-1] for h in out.heatmaps]))
+        sums = dict.fromkeys(feats, 0.0)
         for axis in ((step * n + i) % 3 for i in range(n)):
             prompts = list(batch["prompts"][axis])
             text = model.encode_text(prompts, axis)
             ids = prompt_ids(prompts).to(text.device)
-            clip = clip + losses.clip_loss(out.pose_feats[axis], text, model.logit_scales[axis](), ids)
-        terms["clip"] = w.clip * (3 / n) * clip
+            scale = model.logit_scales[axis]()
+            for name, f in feats.items():
+                sums[name] = sums[name] + losses.clip_loss(f[axis], text, scale, ids)
+        for name, value in sums.items():
+            terms[name] = getattr(w, name) * (3 / n) * value
     if with_mesh:
         indices = [torch.as_tensor(ix, device=joints25d.device) for ix in model.hierarchy.indices]
         terms["verts"] = w.verts * losses.vertex_loss(out.verts25d, batch["verts25d"], indices)
