@@ -241,7 +241,7 @@ class TrainConfig:
     samples on CUDA (SyncBatchNorm) but from one process's micro-batch on CPU.
     """
 
-    epochs: int = 10
+    epochs: int = 12
     batch_size: int = 16
     grad_accum: int = 1  # micro-batches accumulated into one optimiser step
     lr: float = 0.004
