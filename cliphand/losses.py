@@ -155,13 +155,12 @@ def heatmap_labels(joints25d: torch.Tensor, bins: Sequence[int], sigma_bins: flo
     return labels
 
 
-def heatmap_loss(logits: list[torch.Tensor], joints25d: torch.Tensor, sigma_bins: float = 1.0) -> torch.Tensor:
+def heatmap_loss(logits: list[torch.Tensor], labels: list[torch.Tensor]) -> torch.Tensor:
     """KL divergence from the labels (``heatmap_labels``) to the 1D heatmaps ``[[B, 21, bins]] * 3``
     (logits), so the heatmaps the pose features read stay sharp and unimodal. KL rather than
     cross-entropy so a perfect heatmap scores 0 (the labels' entropy is not a floor).
     """
-    labels = heatmap_labels(joints25d.to(logits[0].dtype), [l.shape[-1] for l in logits], sigma_bins)
-    total = joints25d.new_zeros(())
+    total = labels[0].new_zeros(())
     for logit, label in zip(logits, labels):
         kl = F.kl_div(logit.log_softmax(-1), label, reduction="none").sum(-1)  # [B, 21]
         total = total + kl.mean()

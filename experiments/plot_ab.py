@@ -21,7 +21,9 @@ def main() -> None:
     parser.add_argument("--baseline", type=float, help="the canonical mean hand's PA-MPJPE (mm), drawn as a line")
     parser.add_argument("--title", required=True, help="what was compared, on which data")
     parser.add_argument("--retrieval", action="store_true",
-                        help="a second panel: contrastive top-1 on the validation split (mean of x, y, z)")
+                        help="a second panel: contrastive top-1 on the split (mean of x, y, z)")
+    parser.add_argument("--split", default="validation", choices=("validation", "evaluation"),
+                        help="the split the runs validated on (pose_ab.py --val)")
     args = parser.parse_args()
     import matplotlib.pyplot as plt
 
@@ -43,13 +45,13 @@ def main() -> None:
         ax_r.axhline(100 / 16, color="0.5", ls=":")
         ax_r.text(0.02, 100 / 16, " chance", va="bottom", transform=ax_r.get_yaxis_transform(), fontsize=8)
         ax_r.set(xlabel="CPU minutes of the training process (all its threads)",
-                 ylabel="validation top-1 among 16 prompts, mean of x, y, z (%)", title="zero-shot retrieval")
+                 ylabel=f"{args.split} top-1 among 16 prompts, mean of x, y, z (%)", title="zero-shot retrieval")
     if args.baseline:
         handles.append(ax.axhline(args.baseline, color="k", ls="--"))
         labels.append("canonical mean hand, a constant\n(evaluation split)")
     # Beside the axes, not over the curves (a figure legend: ``save`` only places axes legends).
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.98, 0.5), fontsize=8)
-    ax.set(xlabel="CPU minutes of the training process (all its threads)", ylabel="validation PA-MPJPE (mm)",
+    ax.set(xlabel="CPU minutes of the training process (all its threads)", ylabel=f"{args.split} PA-MPJPE (mm)",
            title=args.title)
     save(fig, args.out)
 

@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--phase", default="pretrain", choices=("pretrain", "finetune"))
     parser.add_argument("--init", type=Path, help="finetune: the pretrained model file to start from")
+    parser.add_argument("--val", default="val", choices=("val", "eval"),
+                        help="split validated after each epoch: eval compares runs on different training sets")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rebuild-hierarchy", action="store_true", help="build the mesh hierarchy with this code")
     parser.add_argument("-S", dest="sets", action="append", default=[], help="params override key=value")
@@ -67,7 +69,7 @@ def main() -> None:
         model.load_state_dict(load_model(args.init).state_dict(), strict=False)
     ds = (params.model.depth_range, params.prompts.template)
     train = HandDataset(args.data, "train", *ds, augment=cfg.augment, seed=cfg.seed)
-    val = HandDataset(args.data, "val", *ds)
+    val = HandDataset(args.data, args.val, *ds)
     rows, cpu0, wall0 = [], time.process_time(), time.perf_counter()
 
     def record(metrics: dict, epoch: int) -> None:

@@ -189,5 +189,5 @@ def test_heatmap_labels_are_gaussians_around_each_coordinate() -> None:
         torch.testing.assert_close(label.sum(-1), torch.ones(3, 21))
         assert (label.argmax(-1) == (joints[..., axis] * bins).long().clamp(max=bins - 1)).all()
     # the heatmap loss is the KL divergence from them: zero for heatmaps equal to the labels
-    assert heatmap_loss([l.clamp_min(1e-30).log() for l in labels], joints) < 1e-5
-    assert heatmap_loss([torch.zeros_like(l) for l in labels], joints) > 0.1
+    assert heatmap_loss([l.clamp_min(1e-30).log() for l in labels], labels) < 1e-5
+    assert heatmap_loss([torch.zeros_like(l) for l in labels], labels) > 0.1

@@ -65,6 +65,21 @@ def test_forward_shapes_and_backward(hierarchy):
     assert not any("blend" in n for n, _ in model.mesh.named_parameters())  # fixed blends: buffers, not weights
 
 
+def test_heatmaps_and_joints_stay_fp32_under_bf16_autocast(hierarchy):
+    # bf16 keeps 8 bits of mantissa: a soft-argmax in it lands on a grid of ~1/256 of the image.
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), hierarchy).eval()
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images, with_mesh=False)
+    assert [l.dtype for l in out.logits] == [torch.float32] * 3
+    assert out.joints25d.dtype == torch.float32
+    with torch.no_grad():
+        reference = model(images, with_mesh=False).joints25d
+    # what is left is the bf16 convolutions' rounding, not a quantised position
+    assert (out.joints25d - reference).abs().max() < 2e-3
+
+
 def test_direct_regression_ablation_has_one_level(hierarchy):
     torch.manual_seed(0)
     mesh = dataclasses.replace(tiny_config().mesh, widths=(8,), levels=(778,))

@@ -70,11 +70,13 @@ class PoseHead(nn.Module):
         for lateral, c in zip(self.lateral[1:], maps[1:]):
             x = x + F.interpolate(lateral(c), size=size, mode="bilinear", align_corners=False)
         x = self.fuse(x)  # [B, W, S/stride, S/stride]
-        logp = self.heatmap2d(x).flatten(2).log_softmax(-1).unflatten(2, size)  # [B, 21, H, W]
+        # Heatmaps in fp32 under bf16 autocast: bf16's 8-bit mantissa would round the soft-argmax
+        # to ~1/256 of the image and coarsen the joint loss's gradient (A/B Q3 against Q0).
+        logp = self.heatmap2d(x).float().flatten(2).log_softmax(-1).unflatten(2, size)  # [B, 21, H, W]
         x_logits = logp.logsumexp(2)  # [B, 21, W]: marginal over rows
         y_logits = logp.logsumexp(3)  # [B, 21, H]: marginal over columns
         pooled = torch.einsum("bjhw,bchw->bjc", logp.exp(), self.depth_features(x))  # [B, 21, D]
-        z_logits = self.depth(pooled + self.joint_embed)  # [B, 21, Bz]
+        z_logits = self.depth(pooled + self.joint_embed).float()  # [B, 21, Bz]
         return [x_logits, y_logits, z_logits]
 
 

@@ -84,11 +84,13 @@ def compute_losses(
     w = cfg.loss
     terms: dict[str, torch.Tensor] = {}
     joints25d = batch["joints25d"]
+    # The heatmap loss's targets, which the contrastive loss's labels term also reads: built once.
+    labels = losses.heatmap_labels(joints25d, [l.shape[-1] for l in out.logits]) if w.heatmap or w.clip_labels else None
     terms["joints"] = w.joints * losses.joint_loss(out.joints25d, joints25d)
     if w.bones:
         terms["bones"] = w.bones * losses.bone_loss(out.joints25d, joints25d)
     if w.heatmap:
-        terms["heatmap"] = w.heatmap * losses.heatmap_loss(out.logits, joints25d)
+        terms["heatmap"] = w.heatmap * losses.heatmap_loss(out.logits, labels)
     if (w.clip or w.clip_labels) and model.text is not None:
         n = cfg.clip_axes_per_step
         feats = {}  # [[B, E]] * 3 per term
@@ -96,8 +98,7 @@ def compute_losses(
             feats["clip"] = out.pose_feats if cfg.clip_shapes_pose else model.pose_features(
                 [h.detach() for h in out.heatmaps])
         if w.clip_labels:
-            feats["clip_labels"] = model.pose_features(
-                losses.heatmap_labels(joints25d, [h.shape[-1] for h in out.heatmaps]))
+            feats["clip_labels"] = model.pose_features(labels)
         sums = dict.fromkeys(feats, 0.0)
         for axis in ((step * n + i) % 3 for i in range(n)):
             prompts = list(batch["prompts"][axis])
