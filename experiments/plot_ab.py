@@ -45,7 +45,7 @@ def main() -> None:
         ax_r.axhline(100 / 16, color="0.5", ls=":")
         ax_r.text(0.02, 100 / 16, " chance", va="bottom", transform=ax_r.get_yaxis_transform(), fontsize=8)
         ax_r.set(xlabel="CPU minutes of the training process (all its threads)",
-                 ylabel=f"{args.split} top-1 among 16 prompts, mean of x, y, z (%)", title="zero-shot retrieval")
+                 ylabel=f"{args.split} top-1 of 16 prompts, mean x, y, z (%)", title="zero-shot retrieval")
     if args.baseline:
         handles.append(ax.axhline(args.baseline, color="k", ls="--"))
         labels.append("canonical mean hand, a constant\n(evaluation split)")
