@@ -103,10 +103,15 @@ class Codec25D:
         lengths = (cam[:, children] - cam[:, parents]).norm(dim=-1) / scale[:, None]  # [B, 20]
         return lengths.median(dim=0).values
 
-    def lift(self, joints25d: Tensor, K: Tensor, scale: Tensor, bone_ratios: Tensor, *points25d: Tensor) -> list[Tensor]:
+    def lift(self, joints25d: Tensor, K: Tensor, scale: Tensor, bone_ratios: Tensor, *points25d: Tensor,
+             root_prior: Tensor | None = None) -> list[Tensor]:
         """Predicted 2.5D joints (and any further points, e.g. vertices) → camera space, placed at
-        the root depth their bones imply: ``[joints_cam, *points_cam]``."""
+        the root depth their bones imply, pulled by ``root_prior`` ``(m, w)`` when given (see the
+        module's docstring): ``[joints_cam, *points_cam]``."""
         root = self.root_depth_from_bones(joints25d, K, scale, bone_ratios)  # [B]
+        if root_prior is not None:
+            m, w = root_prior.to(root.dtype)
+            root = depth_from_log_size(m + w * (log_apparent_size(root, K, scale) - m), K, scale)
         return [self.decode(p, root, K, scale) for p in (joints25d, *points25d)]
 
     def _rays_and_depths(self, points25d: Tensor, K: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,6 +122,31 @@ class Codec25D:
         rays = homo @ torch.linalg.inv_ex(K).inverse.transpose(-1, -2)
         rel = (points25d[..., 2] - 0.5) * (2.0 * self.depth_range) * scale[:, None]
         return rays, rel
+
+
+def fit_root_prior(estimate: Tensor, truth: Tensor, K: Tensor, scale: Tensor, mean_log_size: float) -> Tensor:
+    """The root prior ``(m, w)`` ``[2]`` of ``Codec25D.lift`` from estimated and true root depths
+    ``[B]`` of held-out images: ``m`` the training hands' mean log apparent size, ``w`` the weight of
+    least squared error ``E[(q̂ - m)(q - m)] / E[(q̂ - m)²]``, kept within [0, 1]."""
+    q_hat = log_apparent_size(estimate, K, scale) - mean_log_size
+    q = log_apparent_size(truth, K, scale) - mean_log_size
+    w = ((q_hat * q).sum() / (q_hat * q_hat).sum().clamp_min(1e-12)).clamp(0.0, 1.0)
+    return torch.stack([q.new_tensor(mean_log_size), w])
+
+
+def log_apparent_size(depth: Tensor, K: Tensor, scale: Tensor) -> Tensor:
+    """``log(f * scale / depth)`` ``[B]``: the log of the scale bone's size in the crop, in pixels
+    (``f``: the geometric mean of ``K``'s focal lengths), for root depths ``[B]`` in meters."""
+    return torch.log(_focal(K) * scale / depth)
+
+
+def depth_from_log_size(log_size: Tensor, K: Tensor, scale: Tensor) -> Tensor:
+    """The inverse of ``log_apparent_size``: root depths ``[B]`` in meters."""
+    return _focal(K) * scale * torch.exp(-log_size)
+
+
+def _focal(K: Tensor) -> Tensor:
+    return (K[..., 0, 0] * K[..., 1, 1]).sqrt()
 
 
 def _larger_root(a: Tensor, b: Tensor, length: Tensor) -> Tensor:

@@ -8,8 +8,11 @@ Baselines (one number each, never a flattering one):
   every image. Averaging in camera space instead blurs hands seen from every side into a line.
 * root-relative MPJPE: the training set's mean root-relative hand in camera space (the best
   constant before any alignment), at the true root;
-* MPJPE with an estimated root: that hand at the training set's mean root position, the constant
-  guess of where the hand is.
+* MPJPE with an estimated root: that hand at the constant guess of where the hand is in the crop:
+  the training roots' mean pixel, at the training hands' mean apparent size
+  (``cliphand.codec.log_apparent_size``) given the image's intrinsics and hand scale, the inputs the
+  model has too. (The training roots' mean camera-space position is a weaker constant: the crops'
+  focal lengths and the hands' sizes vary.)
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import scipy.sparse
 import torch
 
 from cliphand import metrics
+from cliphand.camera import project
+from cliphand.codec import depth_from_log_size, log_apparent_size
 from cliphand.data.dataset import HandDataset
 from cliphand.meanhand import canonical_mean_hand
 
@@ -37,9 +42,15 @@ def summary(gt_xyz: np.ndarray, gt_verts: np.ndarray, pred_xyz: np.ndarray, pred
     return out
 
 
-def baseline(train: dict[str, np.ndarray], gt_xyz: np.ndarray, gt_verts: np.ndarray) -> dict[str, Any]:
+ROOT_DEPTH_KEYS = ("root_depth_error_mm", "root_depth_abs_error_mm")
+
+
+def baseline(train: dict[str, np.ndarray], gt_xyz: np.ndarray, gt_verts: np.ndarray, K: np.ndarray,
+             scale: np.ndarray) -> dict[str, Any]:
     """The baselines' metrics on the evaluation split (see the module's docstring): aligned metrics and
-    PCK curves of the canonical mean hand; the two MPJPEs of the camera-space mean hand."""
+    PCK curves of the canonical mean hand; the two MPJPEs of the camera-space mean hand, and the
+    constant root's depth errors (``root_depth_errors``). ``train`` holds the training ``xyz``,
+    ``verts``, ``K`` and ``scale``; ``K`` [N, 3, 3] and ``scale`` [N] are the evaluation images'."""
     n = len(gt_xyz)
     canon_j, canon_v = canonical_mean_hand(train["xyz"], train["verts"])
     roots = gt_xyz[:, :1]
@@ -48,9 +59,23 @@ def baseline(train: dict[str, np.ndarray], gt_xyz: np.ndarray, gt_verts: np.ndar
     rel = train["xyz"] - train["xyz"][:, :1]
     cam_j = rel.mean(0)
     out["rr_mpjpe_mm"] = root_relative_mpjpe_mm(gt_xyz, roots + cam_j)
-    mean_root = train["xyz"][:, :1].mean(0)
-    out["mpjpe_mm"] = float(np.linalg.norm(mean_root + cam_j - gt_xyz, axis=-1).mean() * 1000.0)
+    train_K, train_scale, train_root = (torch.tensor(a, dtype=torch.float64) for a in (train["K"], train["scale"], train["xyz"][:, 0]))
+    mean_pixel = project(train_root[:, None], train_K)[:, 0].mean(0)  # [2]
+    mean_log_size = log_apparent_size(train_root[:, 2], train_K, train_scale).mean()
+    K, scale = torch.tensor(K, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64)
+    depth = depth_from_log_size(mean_log_size.expand(n), K, scale)  # [N]
+    ray = torch.cat([mean_pixel, mean_pixel.new_ones(1)]) @ torch.linalg.inv(K).transpose(1, 2)  # [N, 3], unit depth
+    root = (ray * depth[:, None]).numpy()  # [N, 3]
+    out["mpjpe_mm"] = float(np.linalg.norm(root[:, None] + cam_j - gt_xyz, axis=-1).mean() * 1000.0)
+    out.update(root_depth_errors(root[:, 2], gt_xyz[:, 0, 2]))
     return out
+
+
+def root_depth_errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """The estimated root depths ``[N]`` minus the true ones (meters in, mm out): the signed mean
+    (positive: too far) and the mean magnitude."""
+    error = (pred - truth) * 1000.0
+    return {"root_depth_error_mm": float(error.mean()), "root_depth_abs_error_mm": float(np.abs(error).mean())}
 
 
 def error_sources(pred25d: np.ndarray, pred_xyz: np.ndarray, dataset: HandDataset) -> dict[str, float]:
@@ -70,10 +95,7 @@ def error_sources(pred25d: np.ndarray, pred_xyz: np.ndarray, dataset: HandDatase
         mixed = torch.from_numpy(np.concatenate([uv[..., :2], depth[..., 2:]], axis=-1)).double()
         cam = dataset.codec.decode(mixed, root, K, scale).numpy()
         out[f"pa_mpjpe_mm_{name}"] = float(metrics.freihand_summary(dataset.ann["xyz"], None, cam, None)["pa_mpjpe_mm"])
-    depth_error = (pred_xyz[:, 0, 2] - dataset.ann["xyz"][:, 0, 2]) * 1000.0
-    out["root_depth_error_mm"] = float(depth_error.mean())
-    out["root_depth_abs_error_mm"] = float(np.abs(depth_error).mean())
-    return out
+    return out | root_depth_errors(pred_xyz[:, 0, 2], dataset.ann["xyz"][:, 0, 2])
 
 
 def laplacian_mm(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:

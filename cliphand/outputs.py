@@ -11,7 +11,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from cliphand.data.dataset import HandDataset
 from cliphand.models.cliphand3d import CLIPHand3D
 
 
@@ -60,13 +59,3 @@ def dataset_outputs(
         result["logit_scales"] = np.array([float(s()) for s in model.logit_scales])
     return result
 
-
-def fitted_bone_ratios(model: CLIPHand3D, dataset: HandDataset, batch_size: int, device: torch.device) -> torch.Tensor:
-    """``model``'s own bone ratios ``[20]`` over ``dataset`` (``Codec25D.fit_bone_ratios``): what the
-    finetune stage stores in the model, so that it places its skeletons at their true distance."""
-    out = dataset_outputs(model, dataset, batch_size, device, with_mesh=False, with_text=False, desc="bone ratios")
-    ann = dataset.ann
-    return model.codec.fit_bone_ratios(
-        torch.from_numpy(out["joints25d"]).double(), torch.from_numpy(ann["K"]).double(),
-        torch.from_numpy(ann["scale"]).double(), torch.from_numpy(ann["xyz"][:, 0, 2]).double(),
-    ).float()

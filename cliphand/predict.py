@@ -54,6 +54,7 @@ class Predictor:
     image_size: int
     depth_range: float
     bone_ratios: np.ndarray  # [20], the model's (CLIPHand3D.bone_ratios)
+    root_prior: np.ndarray  # [2], the model's (CLIPHand3D.root_prior)
     faces: np.ndarray | None  # [F, 3] when the topology is known
     prior: PosePrior | None = None  # the model's (CLIPHand3D.prior), applied after lifting
 
@@ -61,14 +62,16 @@ class Predictor:
     def from_model(cls, model: CLIPHand3D) -> Predictor:
         """Wrap a full model (its text side is dropped)."""
         h = model.hierarchy
-        ratios = model.bone_ratios.cpu().numpy()  # fitted to the model's own skeletons by the finetune stage
-        return cls(InferenceModel(model), model.cfg.image_size, model.cfg.depth_range, ratios, h.faces, model.prior)
+        # Both fitted to the model's own skeletons by the finetune stage.
+        ratios, root_prior = model.bone_ratios.cpu().numpy(), model.root_prior.cpu().numpy()
+        return cls(InferenceModel(model), model.cfg.image_size, model.cfg.depth_range, ratios, root_prior, h.faces,
+                   model.prior)
 
     def metadata(self) -> dict[str, Any]:
         """What the registered model stores beside its network (``serving.log_model``)."""
         return {"cliphand": {
             "image_size": self.image_size, "depth_range": self.depth_range,
-            "bone_ratios": np.asarray(self.bone_ratios).tolist(),
+            "bone_ratios": np.asarray(self.bone_ratios).tolist(), "root_prior": np.asarray(self.root_prior).tolist(),
             "faces": None if self.faces is None else np.asarray(self.faces).tolist(),
         }}
 
@@ -80,7 +83,8 @@ class Predictor:
         out = self.net(images).double()
         ratios = torch.as_tensor(self.bone_ratios, dtype=torch.float64)
         codec = Codec25D(self.image_size, self.depth_range)
-        joints, verts = codec.lift(out[:, :NUM_JOINTS], K.double(), scale.double(), ratios, out[:, NUM_JOINTS:])
+        joints, verts = codec.lift(out[:, :NUM_JOINTS], K.double(), scale.double(), ratios, out[:, NUM_JOINTS:],
+                                   root_prior=torch.as_tensor(self.root_prior, dtype=torch.float64))
         return self.prior(joints, verts) if self.prior is not None else (joints, verts)
 
 

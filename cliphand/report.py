@@ -72,7 +72,8 @@ def evaluate_block(metrics_dir: Path) -> str:
         f"| PA-MPJPE, predicted u, v with true depth (mm) | {src['pa_mpjpe_mm_uv_only']:.2f} | | |",
         f"| PA-MPJPE, true u, v with predicted depth (mm) | {src['pa_mpjpe_mm_depth_only']:.2f} | | |",
         f"| root depth error, signed mean / mean magnitude (mm) | {src['root_depth_error_mm']:+.1f} / "
-        f"{src['root_depth_abs_error_mm']:.1f} | | |",
+        f"{src['root_depth_abs_error_mm']:.1f} | {b['root_depth_error_mm']:+.1f} / {b['root_depth_abs_error_mm']:.1f} | "
+        f"{src['root_depth_abs_error_mm'] / b['root_depth_abs_error_mm']:.2f} |",
     ]
     s = e.get("smoothness")
     if s:

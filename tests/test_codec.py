@@ -1,10 +1,18 @@
 """The 2.5D convention: camera xyz → 2.5D targets → back is exact."""
 
+import math
+
 import numpy as np
 import torch
 
 from cliphand.camera import project
-from cliphand.codec import Codec25D
+from cliphand.codec import (
+    Codec25D,
+    depth_from_log_size,
+    fit_root_prior,
+    log_apparent_size,
+)
+from cliphand.skeleton import BONES
 
 CODEC = Codec25D(224, 8.0)
 
@@ -105,3 +113,33 @@ def test_bone_ratios_fitted_to_a_shrunken_skeleton_place_it_at_its_true_distance
     with_fitted = CODEC.root_depth_from_bones(shrunk[held_out], K[held_out], scale[held_out], ratios) / truth
     assert with_true.median() > 1.15  # too far
     assert abs(with_fitted.median() - 1) < 0.05
+
+
+def test_log_apparent_size_round_trips_and_grows_as_the_hand_nears():
+    _, K, scale = _hands(8)
+    depth = torch.linspace(0.3, 1.5, 8, dtype=torch.float64)
+    torch.testing.assert_close(depth_from_log_size(log_apparent_size(depth, K, scale), K, scale), depth)
+    one_camera = log_apparent_size(depth, K[:1].expand(8, 3, 3), scale[:1].expand(8))
+    assert (one_camera.diff() < 0).all()
+
+
+def test_root_prior_pulls_noisy_distances_toward_the_typical_size_and_is_the_identity_at_weight_one():
+    """Bones that read the distance with noise as large as the spread of the distances themselves:
+    the fitted weight is well below one, and held-out roots land closer to the truth than as read."""
+    xyz, K, scale = _hands(400, seed=3)
+    g = torch.Generator().manual_seed(4)
+    typical = math.log(500.0 * 0.03 / 0.7)
+    truth = depth_from_log_size(typical + 0.2 * torch.randn(400, generator=g, dtype=torch.float64), K, scale)
+    read = truth * torch.exp(0.2 * torch.randn(400, generator=g, dtype=torch.float64))
+    prior = fit_root_prior(read[:200], truth[:200], K[:200], scale[:200], typical)
+    assert prior[0] == typical and 0.3 < prior[1] < 0.7
+    m, w = prior
+    pulled = depth_from_log_size(m + w * (log_apparent_size(read, K, scale) - m), K, scale)
+    assert (pulled[200:] - truth[200:]).abs().mean() < 0.85 * (read[200:] - truth[200:]).abs().mean()
+    # lift applies it; at weight one it changes nothing
+    p = CODEC.encode(xyz, K, scale)
+    ratios = ((xyz[:, [p for p, _ in BONES]] - xyz[:, [c for _, c in BONES]]).norm(dim=-1) / scale[:, None]).mean(0)
+    plain = CODEC.lift(p, K, scale, ratios)[0]
+    torch.testing.assert_close(CODEC.lift(p, K, scale, ratios, root_prior=torch.tensor([typical, 1.0]))[0], plain)
+    zero = CODEC.lift(p, K, scale, ratios, root_prior=torch.tensor([typical, 0.0]))[0]
+    torch.testing.assert_close(zero[:, 0, 2], depth_from_log_size(torch.full((400,), typical, dtype=torch.float64), K, scale))

@@ -46,9 +46,32 @@ def test_the_baseline_predicts_the_canonical_hand_for_aligned_metrics():
     xyz, verts = _one_hand()
     train_j, train_v = _spun(xyz, verts)
     gt_j, gt_v = _spun(xyz, verts, n=5)
-    base = evaluation.baseline({"xyz": train_j, "verts": train_v}, gt_j, gt_v)
+    K = np.broadcast_to(np.array([[500.0, 0, 112], [0, 500.0, 112], [0, 0, 1]]), (40, 3, 3))
+    train = {"xyz": train_j, "verts": train_v, "K": K, "scale": np.full(40, 0.04)}
+    base = evaluation.baseline(train, gt_j, gt_v, K[:5], np.full(5, 0.04))
     assert base["pa_mpjpe_mm"] < 1e-3 and base["pa_mpvpe_mm"] < 1e-3  # the right hand, up to alignment
     assert base["rr_mpjpe_mm"] > 10  # the camera-space mean cannot know the rotation
+
+
+def test_the_constant_root_is_where_hands_sit_in_the_crop_at_their_typical_size():
+    """Crops of longer focal length show hands from farther away at the same size: the baseline's
+    root follows the image's intrinsics, so where every hand sits at the same pixel and apparent
+    size it is exact, while the training roots' mean camera position is off."""
+    xyz, verts = _one_hand()
+    scale = float(np.linalg.norm(xyz[9] - xyz[10]))
+
+    def crops(focals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        K = np.stack([np.array([[f, 0, 112], [0, f, 100], [0, 0, 1]]) for f in focals])
+        shift = np.stack([[0.0, 0.0, f * scale / 25.0] for f in focals])[:, None] - xyz[:1]  # root on the axis
+        return xyz + shift, verts + shift, K
+
+    train_j, train_v, train_K = crops(np.linspace(400, 700, 30))
+    gt_j, gt_v, K = crops(np.array([420.0, 520.0, 680.0]))
+    train = {"xyz": train_j, "verts": train_v, "K": train_K, "scale": np.full(30, scale)}
+    base = evaluation.baseline(train, gt_j, gt_v, K, np.full(3, scale))
+    assert base["root_depth_abs_error_mm"] < 1e-6 and base["mpjpe_mm"] < 1e-6
+    mean_root = train_j[:, 0].mean(0)
+    assert np.abs(mean_root[2] - gt_j[:, 0, 2]).mean() > 0.05  # the camera-space constant: 5 cm off and more
 
 
 def test_root_relative_mpjpe_ignores_the_position_only():

@@ -60,6 +60,8 @@ class CLIPHand3D(nn.Module):
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
         # The true bones' mean ratios, until the finetune stage fits them to the model's own skeletons.
         self.register_buffer("bone_ratios", torch.tensor(hierarchy.bone_ratios, dtype=torch.float32))  # a copy
+        # The root prior (m, w) of ``Codec25D.lift``, fitted by the finetune stage; w = 1: as the bones read it.
+        self.register_buffer("root_prior", torch.tensor([0.0, 1.0]))
         self.backbone = Backbone(cfg.backbone)
         bins = heatmap_bins(cfg.image_size, cfg.heatmap_stride)
         self.pose_head = PoseHead(
@@ -88,7 +90,8 @@ class CLIPHand3D(nn.Module):
         verts25d = self.mesh(pyramid, joints25d) if with_mesh else []
         out = HandOutput(heatmaps, logits, joints25d, verts25d, self.pose_features(heatmaps))
         if K is not None and scale is not None:
-            out.joints_cam, *verts = self.codec.lift(joints25d, K, scale, self.bone_ratios, *verts25d[-1:])
+            out.joints_cam, *verts = self.codec.lift(joints25d, K, scale, self.bone_ratios, *verts25d[-1:],
+                                                     root_prior=self.root_prior)
             out.verts_cam = verts[0] if verts else None
             if with_prior:
                 out.joints_cam, out.verts_cam = self.prior(out.joints_cam, out.verts_cam)

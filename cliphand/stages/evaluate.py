@@ -39,11 +39,12 @@ def evaluate(params: Params, raw: dict) -> dict:
         gt_xyz, gt_verts = dataset.ann["xyz"], dataset.ann["verts"].astype(np.float64)
         ours = evaluation.summary(gt_xyz, gt_verts, pred["joints_cam"], pred["verts_cam"])
         with np.load(PROCESSED / "train.npz") as train:
-            base = evaluation.baseline({k: train[k] for k in ("xyz", "verts")}, gt_xyz, gt_verts)
+            base = evaluation.baseline({k: train[k] for k in ("xyz", "verts", "K", "scale")}, gt_xyz, gt_verts,
+                                       dataset.ann["K"], dataset.ann["scale"])
         faces = model.hierarchy.faces
         result = {
             "model": metrics.reported(ours),
-            "baseline": metrics.reported(base),
+            "baseline": metrics.reported(base) | {k: base[k] for k in evaluation.ROOT_DEPTH_KEYS},
             "network": metrics.reported(evaluation.summary(gt_xyz, gt_verts, bare["joints_cam"], bare["verts_cam"])),
             "error_sources": evaluation.error_sources(pred["joints25d"], pred["joints_cam"], dataset),
             "smoothness": evaluation.smoothness(pred["verts_cam"], gt_verts, faces),

@@ -6,22 +6,34 @@ from functools import partial
 import numpy as np
 import torch
 
+from cliphand.codec import fit_root_prior, log_apparent_size
 from cliphand.data.dataset import HandDataset
 from cliphand.models.cliphand3d import CLIPHand3D
-from cliphand.outputs import dataset_outputs, fitted_bone_ratios
+from cliphand.outputs import dataset_outputs
 from cliphand.paths import PROCESSED
 from cliphand.serving import log_model
 from cliphand.stages import run_stage
 from cliphand.stages.train import train
 
 
-def fit_bones(model: CLIPHand3D, val_set: HandDataset, batch_size: int) -> dict[str, float]:
-    """Depth recovery with the bones of the model's own skeletons (``Codec25D.fit_bone_ratios``),
-    fitted on the validation split; ``skeleton_scale``: their median ratio to the true bones."""
-    ratios = fitted_bone_ratios(model, val_set, batch_size, torch.device("cpu"))
-    skeleton_scale = float((ratios / model.bone_ratios).median())
+def fit_depth(model: CLIPHand3D, val_set: HandDataset, batch_size: int) -> dict[str, float]:
+    """Depth recovery fitted on the validation split: the bones of the model's own skeletons
+    (``Codec25D.fit_bone_ratios``; ``skeleton_scale``: their median ratio to the true bones), then the
+    root prior toward the training hands' apparent size (``cliphand.codec``; ``root_prior_weight``:
+    how far the bones' reading is kept)."""
+    out = dataset_outputs(model, val_set, batch_size, torch.device("cpu"), with_mesh=False, with_text=False,
+                          desc="depth recovery")
+    joints25d, K, scale, root = (torch.from_numpy(a).double() for a in (
+        out["joints25d"], val_set.ann["K"], val_set.ann["scale"], val_set.ann["xyz"][:, 0, 2]))
+    ratios = model.codec.fit_bone_ratios(joints25d, K, scale, root)
+    skeleton_scale = float((ratios / model.bone_ratios.double()).median())
     model.bone_ratios.copy_(ratios)
-    return {"skeleton_scale": skeleton_scale}
+    with np.load(PROCESSED / "train.npz") as train:
+        train_K, train_scale, train_xyz = (torch.from_numpy(train[k]).double() for k in ("K", "scale", "xyz"))
+    mean_log_size = float(log_apparent_size(train_xyz[:, 0, 2], train_K, train_scale).mean())
+    estimate = model.codec.root_depth_from_bones(joints25d, K, scale, ratios)
+    model.root_prior.copy_(fit_root_prior(estimate, root, K, scale, mean_log_size))
+    return {"skeleton_scale": skeleton_scale, "root_prior_weight": float(model.root_prior[1])}
 
 
 def fit_prior(model: CLIPHand3D, val_set: HandDataset, batch_size: int) -> dict[str, float]:
@@ -38,8 +50,9 @@ def fit_prior(model: CLIPHand3D, val_set: HandDataset, batch_size: int) -> dict[
 
 
 def calibrate(model: CLIPHand3D, val_set: HandDataset, batch_size: int) -> dict[str, float]:
-    """Fitted after training, on the validation split: depth recovery, then the pose prior."""
-    return fit_bones(model, val_set, batch_size) | fit_prior(model, val_set, batch_size)
+    """Fitted after training, on the validation split: depth recovery, then the pose prior (on
+    hands placed by it)."""
+    return fit_depth(model, val_set, batch_size) | fit_prior(model, val_set, batch_size)
 
 
 if __name__ == "__main__":
