@@ -239,3 +239,23 @@ def test_the_predictor_places_hands_with_the_models_fitted_bones(hierarchy, phot
 
     reloaded = predict_hand(Predictor.from_model(load_model(tmp_path / "model.pt")), photo)
     np.testing.assert_allclose(reloaded.joints, after.joints, rtol=1e-5)
+
+
+def test_the_predictor_places_hands_with_the_models_root_prior(hierarchy, photo, tmp_path):
+    """The root prior the finetune stage fits (a model buffer) travels in the model file and is the
+    one ``cliphand predict`` lifts with: at weight 0 the root's depth is the prior's apparent size,
+    whatever the network draws (the root joint keeps the network's own small offset from it)."""
+    from cliphand.models.io import load_model
+
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), hierarchy).eval()
+    depths = []
+    for m in (3.0, 3.5):
+        model.root_prior = torch.tensor([m, 0.0])
+        hand = predict_hand(Predictor.from_model(model), photo)
+        depths.append(hand.joints[0, 2])
+    focal = np.sqrt(hand.K_crop[0, 0] * hand.K_crop[1, 1])
+    np.testing.assert_allclose(depths[0] - depths[1], focal * hand.hand_scale * (np.exp(-3.0) - np.exp(-3.5)), rtol=1e-5)
+    save_model(model, tmp_path / "model.pt")
+    reloaded = predict_hand(Predictor.from_model(load_model(tmp_path / "model.pt")), photo)
+    np.testing.assert_allclose(reloaded.joints, hand.joints, rtol=1e-6)
