@@ -391,12 +391,12 @@ def test_sampled_poses_do_not_pass_through_themselves() -> None:
     for pose in range(150):
         rng = np.random.default_rng([SEED, 0, pose])
         betas = handmodel.sample_betas(rng)
-        assert not handmodel.self_intersects(betas, handmodel.sample_angles(rng, betas))
+        assert not handmodel.self_intersects(handmodel.rest_hand(betas), handmodel.sample_angles(rng, betas))
     # The index bent across into the middle finger: caught.
     angles = np.zeros((5, 5))
     angles[1, 1] = np.radians(-20.0)  # index toward the little finger
     angles[2, 1] = np.radians(20.0)  # middle toward the thumb
-    assert handmodel.self_intersects(np.zeros(10), angles)
+    assert handmodel.self_intersects(handmodel.rest_hand(np.zeros(10)), angles)
 
 
 def test_photo_backgrounds_ship_with_scikit_image() -> None:

@@ -328,6 +328,7 @@ class RestHand:
     joints: np.ndarray  # [21, 3]
     verts: np.ndarray  # [778, 3]
     lengths: np.ndarray  # [5, 3] bone lengths per chain
+    radius: np.ndarray  # [5] finger radius per chain
 
 
 def rest_hand(betas: np.ndarray) -> RestHand:
@@ -376,7 +377,7 @@ def rest_hand(betas: np.ndarray) -> RestHand:
     ring = (r * _ELLIPSE[0] * np.cos(phi))[:, None] * frame[:, :, 0] + \
            (r * _ELLIPSE[1] * np.sin(phi))[:, None] * frame[:, :, 2]
     verts[idx] = centre + ring
-    return RestHand(joints=joints, verts=verts, lengths=lengths)
+    return RestHand(joints=joints, verts=verts, lengths=lengths, radius=radius)
 
 
 def _palm_verts(topo: Topology, palm: np.ndarray, joints: np.ndarray, width: float,
@@ -630,14 +631,12 @@ _TRIES = 20  # poses drawn at most until one does not pass through itself
 _AXIS_SAMPLES = np.linspace(0.0, 1.0, 9)
 
 
-def self_intersects(betas: np.ndarray, angles: np.ndarray) -> bool:
+def self_intersects(rest: RestHand, angles: np.ndarray) -> bool:
     """Whether a finger (or the thumb) passes through another: two bones' axes come nearer than
     _CONTACT of the sum of their radii. The bones that meet at neighbouring knuckles and the
     thumb's metacarpal (inside the palm's flesh) are left out."""
-    rest = rest_hand(betas)
     _, joints = forward_kinematics(rest, angles)
-    f = 1.0 + np.asarray(betas) * _BETA_RANGE
-    radius = _CHAIN_RADIUS * f[3] * f[0]  # as in rest_hand: thickness and scale
+    radius = rest.radius
     bones = [(c, b) for c in range(NUM_CHAINS) for b in range(3) if (c, b) != (0, 0)]
     starts = np.array([joints[1 + 4 * c + b] for c, b in bones])  # [B, 3]
     ends = np.array([joints[2 + 4 * c + b] for c, b in bones])
@@ -657,14 +656,15 @@ def sample_angles(rng: np.random.Generator, betas: np.ndarray) -> np.ndarray:
 
     ``betas`` is the hand's shape, needed to bring the thumb tip to a fingertip in pinches.
     """
+    rest = rest_hand(betas)
     for _ in range(_TRIES):
-        angles = _draw_angles(rng, betas)
-        if not self_intersects(betas, angles):
+        angles = _draw_angles(rng, rest)
+        if not self_intersects(rest, angles):
             break
     return angles
 
 
-def _draw_angles(rng: np.random.Generator, betas: np.ndarray) -> np.ndarray:
+def _draw_angles(rng: np.random.Generator, rest: RestHand) -> np.ndarray:
     """One draw of :func:`sample_angles`, which may pass through itself."""
     names = list(_FAMILIES)
     weights = np.array([_FAMILIES[n][0] for n in names])
@@ -680,18 +680,16 @@ def _draw_angles(rng: np.random.Generator, betas: np.ndarray) -> np.ndarray:
     deg[1:, 2] = rng.normal(0, 2, 4)
     deg = np.clip(deg, ANGLE_LIMITS_DEG[..., 0], ANGLE_LIMITS_DEG[..., 1])
     if thumb == "pinch":
-        deg[0] = _pinching_thumb(rng, betas, np.radians(deg))
+        deg[0] = _pinching_thumb(rng, rest, np.radians(deg))
     else:
         style = str(rng.choice(list(_THUMB_STYLES))) if thumb == "random" else thumb
         deg[0] = rng.uniform(*np.array(_THUMB_STYLES[style], dtype=np.float64).T)
     return np.radians(np.clip(deg, ANGLE_LIMITS_DEG[..., 0], ANGLE_LIMITS_DEG[..., 1]))
 
 
-def _pinching_thumb(rng: np.random.Generator, betas: np.ndarray, angles: np.ndarray
-                    ) -> np.ndarray:
+def _pinching_thumb(rng: np.random.Generator, rest: RestHand, angles: np.ndarray) -> np.ndarray:
     """Thumb angles (degrees, [5]) whose tip comes closest to pinching the index or middle
     fingertip, the best of random candidates within the thumb's limits."""
-    rest = rest_hand(betas)
     target_chain = 1 if rng.random() < 0.7 else 2
     target = _chain_joints(rest, target_chain,
                            chain_rotations(target_chain, angles[target_chain]))[-1]
