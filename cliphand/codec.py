@@ -30,6 +30,7 @@ from cliphand.camera import project
 from cliphand.skeleton import BONES, SCALE_BONE
 
 ROOT = 0
+MIN_DEPTH = 1e-3  # meters: the nearest root depth log_apparent_size reads
 BONE_PARENTS = torch.tensor([p for p, _ in BONES])
 BONE_CHILDREN = torch.tensor([c for _, c in BONES])
 
@@ -136,8 +137,11 @@ def fit_root_prior(estimate: Tensor, truth: Tensor, K: Tensor, scale: Tensor, me
 
 def log_apparent_size(depth: Tensor, K: Tensor, scale: Tensor) -> Tensor:
     """``log(f * scale / depth)`` ``[B]``: the log of the scale bone's size in the crop, in pixels
-    (``f``: the geometric mean of ``K``'s focal lengths), for root depths ``[B]`` in meters."""
-    return torch.log(_focal(K) * scale / depth)
+    (``f``: the geometric mean of ``K``'s focal lengths), for root depths ``[B]`` in meters.
+
+    A depth at or behind the camera (the bones of a skeleton inconsistent enough imply one) reads
+    as ``MIN_DEPTH`` ahead of it, so the result stays finite."""
+    return torch.log(_focal(K) * scale / depth.clamp_min(MIN_DEPTH))
 
 
 def depth_from_log_size(log_size: Tensor, K: Tensor, scale: Tensor) -> Tensor:

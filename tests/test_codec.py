@@ -143,3 +143,15 @@ def test_root_prior_pulls_noisy_distances_toward_the_typical_size_and_is_the_ide
     torch.testing.assert_close(CODEC.lift(p, K, scale, ratios, root_prior=torch.tensor([typical, 1.0]))[0], plain)
     zero = CODEC.lift(p, K, scale, ratios, root_prior=torch.tensor([typical, 0.0]))[0]
     torch.testing.assert_close(zero[:, 0, 2], depth_from_log_size(torch.full((400,), typical, dtype=torch.float64), K, scale))
+
+
+def test_root_prior_keeps_inconsistent_skeletons_finite():
+    """Random 2.5D points: the bones of many imply a root at or behind the camera, where the log
+    apparent size has no value; the lifted hands stay finite, in front of the camera."""
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(500, 21, 3, generator=g, dtype=torch.float64)
+    _, K, scale = _hands(500)
+    ratios = torch.ones(20, dtype=torch.float64)
+    assert (CODEC.root_depth_from_bones(p, K, scale, ratios) <= 0).any()
+    joints = CODEC.lift(p, K, scale, ratios, root_prior=torch.tensor([math.log(500 * 0.03 / 0.7), 0.2]))[0]
+    assert torch.isfinite(joints).all() and (joints[:, 0, 2] + 8.0 * scale > 0).all()
