@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cliphand.config import read_params
 from cliphand.files import write_json
-from cliphand.metrics import ABLATION_KEYS
+from cliphand.metrics import METRICS, Metric
 from cliphand.tracking import DEFAULT_URI
 
 DB_FILE = DEFAULT_URI.removeprefix("sqlite:///")
@@ -41,6 +41,32 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...], tuple[int, ...]]] = {
         ("++model.mesh.levels=[778]", "model.mesh.widths=[32]"), (0,),
     ),
 }
+
+
+# The table's columns, each read from a stage's metrics file: the model's aligned errors, the
+# network's without the pose prior, and the retrieval the contrastive loss is for (top-1 among 16,
+# the seed's demo).
+COLUMNS: tuple[tuple[Metric, str, tuple[str, ...]], ...] = (
+    (METRICS["pa_mpjpe_mm"], "evaluate", ("model", "pa_mpjpe_mm")),
+    (METRICS["pa_mpvpe_mm"], "evaluate", ("model", "pa_mpvpe_mm")),
+    (METRICS["auc_j_aligned"], "evaluate", ("model", "auc_j_aligned")),
+    (Metric("network_pa_mpjpe_mm", "network alone, PA-MPJPE (mm)", ".2f", False), "evaluate",
+     ("network", "pa_mpjpe_mm")),
+    *((Metric(f"zeroshot_top1_{axis}", f"zero-shot top-1 among 16, {axis}", ".1%", True), "zeroshot",
+       ("table", axis, "16", "top1")) for axis in "xyz"),
+)
+SOURCES = sorted({source for _, source, _ in COLUMNS})
+
+
+def column_values(results: dict[str, dict]) -> dict[str, float]:
+    """One run's columns from its metrics files' contents (``{"evaluate": …, "zeroshot": …}``)."""
+    values = {}
+    for metric, source, keys in COLUMNS:
+        value = results[source]
+        for k in keys:
+            value = value[k]
+        values[metric.key] = float(value)
+    return values
 
 
 def experiment_name(name: str, seed: int) -> str:
@@ -105,16 +131,17 @@ def table(seeds: dict[str, list[int]], workspace_seed: int, metrics_dir: Path = 
         per_seed = []
         for seed in name_seeds:
             if name == "full" and seed == workspace_seed:
-                result = json.loads((metrics_dir / "evaluate.json").read_text())
-                per_seed.append({"seed": seed, "command": "dvc repro", **{k: result["model"][k] for k in ABLATION_KEYS}})
+                results = {s: json.loads((metrics_dir / f"{s}.json").read_text()) for s in SOURCES}
+                per_seed.append({"seed": seed, "command": "dvc repro", **column_values(results)})
                 continue
-            baseline, rev, result = experiment_metrics(experiment_name(name, seed))
+            found = {s: experiment_metrics(experiment_name(name, seed), f"metrics/{s}.json") for s in SOURCES}
+            baseline, rev, _ = found[SOURCES[0]]  # one experiment: the same ref for every file
             per_seed.append({"seed": seed, "command": shlex.join(command(name, seed)), "baseline": baseline,
-                             "rev": rev, **{k: result["model"][k] for k in ABLATION_KEYS}})
+                             "rev": rev, **column_values({s: f[2] for s, f in found.items()})})
         summary = {
             k: {"mean": statistics.fmean(r[k] for r in per_seed),
                 "sd": statistics.stdev(r[k] for r in per_seed) if len(per_seed) > 1 else 0.0}
-            for k in ABLATION_KEYS
+            for k in (m.key for m, _, _ in COLUMNS)
         }
         _, sets, _ = ABLATIONS[name]
         rows.append({"name": name, "label": ABLATIONS[name][0], "sets": list(sets), "seeds": per_seed, **summary})

@@ -213,7 +213,6 @@ REPORTED: tuple[Metric, ...] = (
     Metric("f15_aligned", "F@15 mm", ".3f", True),
 )
 METRICS = {m.key: m for m in REPORTED}
-ABLATION_KEYS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "auc_j_aligned", "f15_aligned")  # the ablation table's columns
 VALIDATION_KEYS = ("pa_mpjpe_mm", "mpjpe_mm", "auc_j_aligned")  # logged per epoch (+ pa_mpvpe_mm with the mesh)
 
 

@@ -14,8 +14,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from cliphand.ablation import COLUMNS
 from cliphand.files import write_text
-from cliphand.metrics import ABLATION_KEYS, METRICS, REPORTED
+from cliphand.metrics import REPORTED
 
 # The paper's FreiHAND results, as published (mm; their own evaluator, see docs in the README).
 PAPER = {"pa_mpjpe_mm": 6.47, "auc_j_aligned": 0.871}
@@ -85,7 +86,7 @@ def evaluate_block(metrics_dir: Path) -> str:
 def ablation_block(metrics_dir: Path) -> str:
     """Every variant's mean ± sd over its seeds (``python -m cliphand.ablation``)."""
     a = _load(metrics_dir, "ablation")
-    columns = [METRICS[k] for k in ABLATION_KEYS]
+    columns = [m for m, _, _ in COLUMNS]
     rows = [
         "| variant | `dvc exp run -S` | seeds | " + " | ".join(c.heading for c in columns) + " |",
         "|---|---|---:|" + "---:|" * len(columns),

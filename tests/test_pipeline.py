@@ -90,6 +90,10 @@ def test_ablation_runs_as_a_dvc_experiment_and_is_tabulated(repo):
         "-S pretrain.seed=0 -S finetune.seed=0"
     )
     assert direct["pa_mpjpe_mm"]["mean"] != full["pa_mpjpe_mm"]["mean"] and direct["pa_mpjpe_mm"]["sd"] == 0.0
+    # The retrieval the contrastive loss is for, from each run's zero-shot stage, beside the pose.
+    zeroshot = json.loads((clone / "metrics" / "zeroshot.json").read_text())["table"]
+    assert full["zeroshot_top1_z"]["mean"] == zeroshot["z"]["16"]["top1"]
+    assert full["network_pa_mpjpe_mm"]["mean"] > 0 and 0 <= direct["zeroshot_top1_x"]["mean"] <= 1
     shown = subprocess.run(["dvc", "exp", "show", "--csv"], cwd=clone, capture_output=True, text=True)
     assert "direct-778-seed0" in shown.stdout
 
