@@ -50,9 +50,9 @@ COLUMNS: tuple[tuple[Metric, str, tuple[str, ...]], ...] = (
     (METRICS["pa_mpjpe_mm"], "evaluate", ("model", "pa_mpjpe_mm")),
     (METRICS["pa_mpvpe_mm"], "evaluate", ("model", "pa_mpvpe_mm")),
     (METRICS["auc_j_aligned"], "evaluate", ("model", "auc_j_aligned")),
-    (Metric("network_pa_mpjpe_mm", "network alone, PA-MPJPE (mm)", ".2f", False), "evaluate",
+    (Metric("network_pa_mpjpe_mm", "PA-MPJPE, no pose prior (mm)", ".2f", False), "evaluate",
      ("network", "pa_mpjpe_mm")),
-    *((Metric(f"zeroshot_top1_{axis}", f"zero-shot top-1 among 16, {axis}", ".1%", True), "zeroshot",
+    *((Metric(f"zeroshot_top1_{axis}", f"zero-shot top-1 @16, {axis}", ".1%", True), "zeroshot",
        ("table", axis, "16", "top1")) for axis in "xyz"),
 )
 SOURCES = sorted({source for _, source, _ in COLUMNS})
