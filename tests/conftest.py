@@ -77,7 +77,7 @@ TINY = {
     "data": {"synthetic": {"n_train": 40, "n_eval": 40, "image_size": 128, "workers": 1}},
     "preprocess": {"image_size": 64, "workers": 1},
     "model": {
-        "image_size": 64, "embed_dim": 64, "pose_width": 32, "joint_dim": 8,
+        "image_size": 64, "embed_dim": 64, "pose_width": 32, "joint_dim": 8, "lifter_width": 64, "lifter_steps": 20,
         "mesh": {"widths": [32, 16, 16, 8], "layers": 1, "head_dim": 8},
         "text": {"embed_dim": 64, "width": 64, "layers": 1, "heads": 2, "adapter_layers": 1, "adapter_heads": 2},
     },

@@ -134,6 +134,8 @@ class ModelConfig:
     joint_dim: int = 64  # depth features per joint
     heatmap_stride: int = 8  # pixels per x/y heatmap bin (paper: 8, i.e. 32 bins at 256 px)
     prior_components: int = 32  # principal directions of the pose prior (cliphand.models.prior); 0: none
+    lifter_width: int = 256  # the depth lifter's width (cliphand.models.lifter); 0: none, the pose head's depth
+    lifter_steps: int = 1500  # its training steps, in the finetune stage after the network's
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     text: TextConfig | None = field(default_factory=TextConfig)
@@ -148,6 +150,9 @@ class ModelConfig:
             positive(getattr(self, name), f"{prefix}.{name}")
         if not 0 <= self.prior_components <= 3 * NUM_JOINTS:
             raise ConfigError(f"{prefix}.prior_components: 0 to {3 * NUM_JOINTS}, got {self.prior_components}")
+        if self.lifter_width < 0 or self.lifter_steps < 1:
+            raise ConfigError(f"{prefix}.lifter_width / lifter_steps: >= 0 / >= 1, got {self.lifter_width} / "
+                              f"{self.lifter_steps}")
         if self.text is not None and self.text.embed_dim != self.embed_dim:
             raise ConfigError(
                 f"{prefix}.text.embed_dim: {self.text.embed_dim} differs from {prefix}.embed_dim "

@@ -13,6 +13,7 @@ from cliphand.config import ConfigError, ModelConfig
 from cliphand.losses import LogitScale
 from cliphand.models.backbone import Backbone
 from cliphand.models.hierarchy import MeshHierarchy
+from cliphand.models.lifter import DepthLifter
 from cliphand.models.mesh_regressor import MeshRegressor
 from cliphand.models.pose_head import PoseFeatures, PoseHead, heatmap_bins, soft_argmax
 from cliphand.models.prior import PosePrior
@@ -74,6 +75,9 @@ class CLIPHand3D(nn.Module):
         self.text = TextEncoder(cfg.text) if cfg.text is not None else None
         # One learnable temperature per axis.
         self.logit_scales = nn.ModuleList(LogitScale() for _ in range(3)) if cfg.text is not None else None
+        # Fitted by the finetune stage after training; until then (and in training mode) the pose head's
+        # depth. Built last, so the other modules start from the same draws with or without it.
+        self.lifter = DepthLifter(cfg.depth_range, cfg.lifter_width) if cfg.lifter_width else None
 
     def forward(
         self, images: Tensor, K: Tensor | None = None, scale: Tensor | None = None, with_mesh: bool = True,
@@ -87,6 +91,8 @@ class CLIPHand3D(nn.Module):
         logits = self.pose_head(pyramid)
         heatmaps = [l.softmax(-1) for l in logits]
         joints25d = torch.stack([soft_argmax(h) for h in heatmaps], dim=-1)  # [B, 21, 3]
+        if self.lifter is not None:
+            joints25d = self.lifter(joints25d)
         verts25d = self.mesh(pyramid, joints25d) if with_mesh else []
         out = HandOutput(heatmaps, logits, joints25d, verts25d, self.pose_features(heatmaps))
         if K is not None and scale is not None:

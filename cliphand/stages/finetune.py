@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from cliphand.codec import fit_root_prior, log_apparent_size
+from cliphand.config import TrainConfig
 from cliphand.data.dataset import HandDataset
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.outputs import dataset_outputs
@@ -14,6 +15,27 @@ from cliphand.paths import PROCESSED
 from cliphand.serving import log_model
 from cliphand.stages import run_stage
 from cliphand.stages.train import train
+
+
+def training_hands(*keys: str) -> list[np.ndarray]:
+    """Arrays of the training split, one row per pose (not per background version)."""
+    with np.load(PROCESSED / "train.npz") as train:
+        _, first = np.unique(train["pose"], return_index=True)
+        return [train[k][first] for k in keys]
+
+
+def fit_lifter(model: CLIPHand3D, val_set: HandDataset, cfg: TrainConfig) -> dict[str, float]:
+    """The depth lifter (``cliphand.models.lifter``), trained on the training hands with the
+    network's own 2D error on the validation split (``lifter_noise_px``: its mean, in pixels)."""
+    if model.lifter is None:
+        return {}
+    out = dataset_outputs(model, val_set, cfg.batch_size, torch.device("cpu"), with_mesh=False, with_text=False,
+                          with_prior=False, desc="depth lifter")
+    error = out["joints25d"][..., :2] - val_set.ann["joints25d"][..., :2]  # [N, 21, 2], u, v units
+    noise = np.sqrt((error**2).mean(axis=(0, 2)))  # [21]
+    xyz, verts, K, scale = training_hands("xyz", "verts", "K", "scale")
+    report = model.lifter.fit(xyz, verts, K, scale, noise, model.codec, model.cfg.lifter_steps, cfg.seed)
+    return {"lifter_noise_px": float(noise.mean() * model.cfg.image_size), **report}
 
 
 def fit_depth(model: CLIPHand3D, val_set: HandDataset, batch_size: int) -> dict[str, float]:
@@ -40,19 +62,18 @@ def fit_prior(model: CLIPHand3D, val_set: HandDataset, batch_size: int) -> dict[
     """The pose prior (``cliphand.models.prior``): the training hands' principal directions (one per
     pose, not per background version), weighted by how well the network sees each on the
     validation split."""
-    with np.load(PROCESSED / "train.npz") as train:
-        _, first = np.unique(train["pose"], return_index=True)
-        joints, verts = train["xyz"][first], train["verts"][first]
+    joints, verts = training_hands("xyz", "verts")
     out = dataset_outputs(model, val_set, batch_size, torch.device("cpu"), with_text=False, desc="pose prior",
                           with_prior=False)
     return model.prior.fit(joints, verts, (out["joints_cam"], out["verts_cam"]),
                            (val_set.ann["xyz"], val_set.ann["verts"]))
 
 
-def calibrate(model: CLIPHand3D, val_set: HandDataset, batch_size: int) -> dict[str, float]:
-    """Fitted after training, on the validation split: depth recovery, then the pose prior (on
-    hands placed by it)."""
-    return fit_depth(model, val_set, batch_size) | fit_prior(model, val_set, batch_size)
+def calibrate(model: CLIPHand3D, val_set: HandDataset, cfg: TrainConfig) -> dict[str, float]:
+    """Fitted after training, each on the model the previous ones made: the depth lifter, the
+    depth recovery, then the pose prior (on hands placed by it)."""
+    report = fit_lifter(model, val_set, cfg)
+    return report | fit_depth(model, val_set, cfg.batch_size) | fit_prior(model, val_set, cfg.batch_size)
 
 
 if __name__ == "__main__":

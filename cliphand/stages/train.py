@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from cliphand import tracking
 from cliphand.checkpoint import load_checkpoint, load_model_state
-from cliphand.config import Params
+from cliphand.config import Params, TrainConfig
 from cliphand.data.dataset import HandDataset
 from cliphand.figures.curves import training_curves
 from cliphand.files import write_csv, write_json
@@ -32,7 +32,7 @@ def datasets(params: Params, phase: str) -> tuple[HandDataset, HandDataset]:
 def train(
     params: Params, raw: dict, phase: str,
     register: Callable[[CLIPHand3D, HandDataset], object] | None = None,
-    calibrate: Callable[[CLIPHand3D, HandDataset, int], dict[str, float]] | None = None,
+    calibrate: Callable[[CLIPHand3D, HandDataset, TrainConfig], dict[str, float]] | None = None,
 ) -> dict:
     """Contrastive pretraining or fine-tuning; resumes from ``checkpoints/<phase>.pt`` after a kill.
 
@@ -71,7 +71,7 @@ def train(
             )
             model.cpu()
             if calibrate is not None:
-                calibration = calibrate(model, val_set, cfg.batch_size)
+                calibration = calibrate(model, val_set, cfg)
                 mlflow.log_metrics(calibration)
                 result.final.update(calibration)
             save_model(model, MODEL_FILES[phase])
