@@ -636,7 +636,6 @@ def self_intersects(rest: RestHand, angles: np.ndarray) -> bool:
     _CONTACT of the sum of their radii. The bones that meet at neighbouring knuckles and the
     thumb's metacarpal (inside the palm's flesh) are left out."""
     _, joints = forward_kinematics(rest, angles)
-    radius = rest.radius
     bones = [(c, b) for c in range(NUM_CHAINS) for b in range(3) if (c, b) != (0, 0)]
     starts = np.array([joints[1 + 4 * c + b] for c, b in bones])  # [B, 3]
     ends = np.array([joints[2 + 4 * c + b] for c, b in bones])
@@ -644,7 +643,7 @@ def self_intersects(rest: RestHand, angles: np.ndarray) -> bool:
     dist = np.linalg.norm(points[:, None, :, None] - points[None, :, None, :], axis=-1).min((2, 3))  # [B, B]
     chain = np.array([c for c, _ in bones])
     bone = np.array([b for _, b in bones])
-    reach = _CONTACT * (radius[chain][:, None] + radius[chain][None, :])
+    reach = _CONTACT * (rest.radius[chain][:, None] + rest.radius[chain][None, :])
     other = chain[:, None] < chain[None, :]
     knuckles = (chain[None, :] == chain[:, None] + 1) & (bone[:, None] == 0) & (bone[None, :] == 0) & (chain[:, None] > 0)
     return bool((other & ~knuckles & (dist < reach)).any())
