@@ -13,8 +13,8 @@ Contrastive pose–text alignment (CLIP-style, one per axis x/y/z):
 * `LogitScale`: the learnable temperature.
 * `prompt_ids`: ids that are equal exactly for equal prompt texts, on every rank.
 
-Supervised terms on 2.5D coordinates (``cliphand.codec``): `heatmap_loss`, `joint_loss`, `bone_loss`,
-`vertex_loss` (every mesh level) and `mesh_joint_loss` (joints regressed from the mesh).
+Supervised terms on 2.5D coordinates (``cliphand.codec``): `heatmap_loss`, `heatmap2d_loss`, `joint_loss`,
+`bone_loss`, `vertex_loss` (every mesh level) and `mesh_joint_loss` (joints regressed from the mesh).
 """
 
 from __future__ import annotations
@@ -165,6 +165,14 @@ def heatmap_loss(logits: list[torch.Tensor], labels: list[torch.Tensor]) -> torc
         kl = F.kl_div(logit.log_softmax(-1), label, reduction="none").sum(-1)  # [B, 21]
         total = total + kl.mean()
     return total / len(logits)
+
+
+def heatmap2d_loss(logp2d: torch.Tensor, labels: list[torch.Tensor]) -> torch.Tensor:
+    """KL divergence from the product of the x and y labels to the joints' 2D heatmaps
+    ``[B, 21, By, Bx]`` (log-probabilities). The 1D terms are met by any 2D map with the right
+    marginals, two places for one joint among them; this term asks for one peak, at the joint."""
+    target = labels[1][..., :, None] * labels[0][..., None, :]  # [B, 21, By, Bx]
+    return F.kl_div(logp2d.flatten(2), target.flatten(2), reduction="none").sum(-1).mean()
 
 
 def joint_loss(pred25d: torch.Tensor, target25d: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from cliphand.losses import (
     bone_loss,
     clip_loss,
     gather_features,
+    heatmap2d_loss,
     heatmap_labels,
     heatmap_loss,
     prompt_ids,
@@ -191,3 +192,26 @@ def test_heatmap_labels_are_gaussians_around_each_coordinate() -> None:
     # the heatmap loss is the KL divergence from them: zero for heatmaps equal to the labels
     assert heatmap_loss([l.clamp_min(1e-30).log() for l in labels], labels) < 1e-5
     assert heatmap_loss([torch.zeros_like(l) for l in labels], labels) > 0.1
+
+
+def test_the_2d_heatmap_loss_sees_what_the_marginals_cannot() -> None:
+    """Zero for the labels' product; a 2D map with the same x and y marginals but mass moved off the
+    joint (a zero-sum pattern across rows and columns) passes the 1D loss and not the 2D one."""
+    torch.manual_seed(0)
+    labels = heatmap_labels(torch.rand(2, 21, 3).clamp(0.2, 0.8), [12, 12, 24])
+    product = labels[1][..., :, None] * labels[0][..., None, :]  # [2, 21, 12, 12]
+    assert heatmap2d_loss(product.log(), labels) < 1e-5
+    # A zero-sum checkerboard on the labels' 3 x 3 neighbourhood: rows and columns keep their sums.
+    ix, iy = labels[0].argmax(-1), labels[1].argmax(-1)  # [2, 21]
+    moved = product.clone()
+    for b in range(2):
+        for j in range(21):
+            y, x = iy[b, j].item(), ix[b, j].item()
+            eps = 0.5 * min(product[b, j, y + dy, x + dx].item() for dy in (-1, 1) for dx in (-1, 1))
+            for dy in (-1, 1):
+                for dx in (-1, 1):
+                    moved[b, j, y + dy, x + dx] += eps * dy * dx
+    marginals = [moved.sum(2), moved.sum(3)]  # x, y
+    torch.testing.assert_close(marginals, labels[:2])
+    assert heatmap_loss([m.log() for m in marginals], labels[:2]) < 1e-5
+    assert heatmap2d_loss(moved.log(), labels) > 1e-3

@@ -220,6 +220,54 @@ def test_the_contrastive_axes_of_a_step_take_turns(processed_hands, per_step, st
     assert trained == axes
 
 
+def test_the_2d_heatmaps_are_what_the_x_and_y_heatmaps_marginalise(processed_hands):
+    """``HandOutput.heatmap2d`` is one distribution per joint whose column and row sums are the x
+    and y heatmaps, and the training step's ``heatmap2d`` term is its KL to the labels' product."""
+    from torch.utils.data import default_collate
+
+    from cliphand.config import LossWeights, TrainConfig
+    from cliphand.data.dataset import HandDataset
+    from cliphand.losses import heatmap2d_loss, heatmap_labels
+    from cliphand.models.hierarchy import MeshHierarchy
+    from cliphand.training.trainer import compute_losses
+
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), MeshHierarchy.load(processed_hands / "hierarchy.npz"))
+    batch = default_collate([HandDataset(processed_hands, "train", 8.0)[i] for i in range(4)])
+    out = model(batch["image"], with_mesh=False)
+    p2d = out.heatmap2d.exp()  # [B, 21, By, Bx]
+    assert p2d.shape[-2:] == (out.heatmaps[1].shape[-1], out.heatmaps[0].shape[-1])
+    torch.testing.assert_close(p2d.sum((2, 3)), torch.ones(4, 21))
+    torch.testing.assert_close(p2d.sum(2), out.heatmaps[0])
+    torch.testing.assert_close(p2d.sum(3), out.heatmaps[1])
+    cfg = TrainConfig(batch_size=4, amp="none", loss=LossWeights(joints=0.0, heatmap=0.0, heatmap2d=2.0, clip=0.0,
+                                                                 clip_labels=0.0))
+    terms = compute_losses(model, out, batch, cfg, with_mesh=False)
+    labels = heatmap_labels(batch["joints25d"], [h.shape[-1] for h in out.heatmaps])
+    assert set(terms) == {"joints", "heatmap2d", "total"}
+    torch.testing.assert_close(terms["heatmap2d"], 2.0 * heatmap2d_loss(out.heatmap2d, labels))
+
+
+def test_the_pose_heads_residual_blocks(processed_hands):
+    """``model.pose_blocks`` residual blocks of two 3x3 convs refine the fused map (0: the fusion
+    alone); they keep its size, and a negative count is a ConfigError naming the key."""
+    from cliphand.config import ConfigError, ModelConfig
+    from cliphand.models.hierarchy import MeshHierarchy
+
+    hierarchy = MeshHierarchy.load(processed_hands / "hierarchy.npz")
+    heads = {n: CLIPHand3D(tiny_config(pose_blocks=n), hierarchy).pose_head for n in (0, 1, 2)}
+    assert [len(h.refine) for h in heads.values()] == [0, 1, 2]
+    per_block = 2 * (32 * 32 * 9 + 2 * 32)  # two bias-free 3x3 convs at width 32, and their BatchNorms
+    sizes = [sum(p.numel() for p in h.parameters()) for h in heads.values()]
+    assert [b - a for a, b in zip(sizes, sizes[1:])] == [per_block, per_block]
+    pyramid = [torch.randn(2, c, 64 // s, 64 // s) for c, s in zip(CLIPHand3D(tiny_config(), hierarchy).backbone.channels,
+                                                                   (4, 8, 16, 32))]
+    shapes = {n: [tuple(t.shape) for t in h.eval()(pyramid)[0]] for n, h in heads.items()}
+    assert shapes[0] == shapes[1] == shapes[2] == [(2, 21, 8), (2, 21, 8), (2, 21, 16)]
+    with pytest.raises(ConfigError, match="model.pose_blocks"):
+        ModelConfig(pose_blocks=-1).validate()
+
+
 @pytest.mark.parametrize("shapes_pose", [False, True])
 def test_the_contrastive_terms_and_what_they_train(processed_hands, shapes_pose):
     """``clip`` matches the prompts against the network's pose features, ``clip_labels`` against the

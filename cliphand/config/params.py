@@ -131,6 +131,7 @@ class ModelConfig:
     embed_dim: int = 512
     depth_range: float = 3.5  # root-relative depth range, in units of the hand's scale
     pose_width: int = 128  # channels of the pose head's stride-8 fusion
+    pose_blocks: int = 1  # residual blocks (two 3x3 convs each) after the fusion: context to tell the fingers apart
     joint_dim: int = 64  # depth features per joint
     heatmap_stride: int = 8  # pixels per x/y heatmap bin (paper: 8, i.e. 32 bins at 256 px)
     prior_components: int = 32  # principal directions of the pose prior (cliphand.models.prior); 0: none
@@ -148,6 +149,8 @@ class ModelConfig:
             raise ConfigError(f"{prefix}.heatmap_stride: 4 or 8, got {self.heatmap_stride}")
         for name in ("embed_dim", "depth_range", "pose_width", "joint_dim"):
             positive(getattr(self, name), f"{prefix}.{name}")
+        if self.pose_blocks < 0:
+            raise ConfigError(f"{prefix}.pose_blocks: must be >= 0, got {self.pose_blocks}")
         if not 0 <= self.prior_components <= 3 * NUM_JOINTS:
             raise ConfigError(f"{prefix}.prior_components: 0 to {3 * NUM_JOINTS}, got {self.prior_components}")
         if self.lifter_width < 0 or self.lifter_steps < 1:
@@ -197,7 +200,8 @@ class LossWeights:
 
     joints: float = 1.0  # L1 on 2.5D joints from the heatmaps' soft-argmax
     bones: float = 0.0  # L1 on 2.5D bone vectors (child minus parent): the hand's shape, not its place
-    heatmap: float = 0.5  # cross-entropy of the 1D heatmaps against Gaussian labels
+    heatmap: float = 0.5  # KL of the 1D heatmaps against Gaussian labels
+    heatmap2d: float = 0.5  # KL of the joints' 2D heatmaps against their labels' product (one peak per joint)
     clip: float = 0.05  # per-axis contrastive pose-text loss, summed over x, y, z
     clip_labels: float = 0.05  # the same with the labels' heatmaps as pose features: teaches the text side from step one
     verts: float = 0.0  # L1 on 2.5D vertices, every mesh level

@@ -33,6 +33,7 @@ class HandOutput:
 
     heatmaps: list[Tensor]  # x, y, z: [B, 21, bins], softmax over bins
     logits: list[Tensor]  # the same before the softmax
+    heatmap2d: Tensor  # [B, 21, By, Bx] log-probabilities: x and y are its marginals
     joints25d: Tensor  # [B, 21, 3]
     verts25d: list[Tensor]  # per mesh level: [B, n_l, 3], the last is [B, 778, 3]
     pose_feats: list[Tensor]  # x, y, z: [B, E], L2-normalised
@@ -66,7 +67,7 @@ class CLIPHand3D(nn.Module):
         self.backbone = Backbone(cfg.backbone)
         bins = heatmap_bins(cfg.image_size, cfg.heatmap_stride)
         self.pose_head = PoseHead(
-            self.backbone.channels, cfg.image_size, cfg.pose_width, cfg.joint_dim, cfg.heatmap_stride
+            self.backbone.channels, cfg.image_size, cfg.pose_width, cfg.joint_dim, cfg.heatmap_stride, cfg.pose_blocks
         )
         self.pose_features = PoseFeatures(bins, cfg.embed_dim)
         self.mesh = MeshRegressor(hierarchy, self.backbone.channels, cfg.mesh)
@@ -88,13 +89,13 @@ class CLIPHand3D(nn.Module):
         the pose prior unless ``with_prior=False`` (the network alone).
         ``with_mesh=False`` skips the mesh regressor (contrastive pretraining does not use it)."""
         pyramid = self.backbone((images - self.mean) / self.std)  # [C2, C3, C4, C5]
-        logits = self.pose_head(pyramid)
+        logits, heatmap2d = self.pose_head(pyramid)
         heatmaps = [l.softmax(-1) for l in logits]
         joints25d = torch.stack([soft_argmax(h) for h in heatmaps], dim=-1)  # [B, 21, 3]
         if self.lifter is not None:
             joints25d = self.lifter(joints25d)
         verts25d = self.mesh(pyramid, joints25d) if with_mesh else []
-        out = HandOutput(heatmaps, logits, joints25d, verts25d, self.pose_features(heatmaps))
+        out = HandOutput(heatmaps, logits, heatmap2d, joints25d, verts25d, self.pose_features(heatmaps))
         if K is not None and scale is not None:
             out.joints_cam, *verts = self.codec.lift(joints25d, K, scale, self.bone_ratios, *verts25d[-1:],
                                                      root_prior=self.root_prior)

@@ -33,16 +33,18 @@ def soft_argmax(heatmap: Tensor) -> Tensor:
 class PoseHead(nn.Module):
     """The feature pyramid → 1D heatmap logits per joint for x, y and z.
 
-    The maps from ``stride`` (8: C3..C5, or 4: C2..C5) up are fused at that stride, where each
-    joint gets a 2D heatmap; its marginals over rows and columns are the x and y heatmaps (S/8
-    bins at stride 8: the paper's 32 at 256 px),
+    The maps from ``stride`` (8: C3..C5, or 4: C2..C5) up are fused at that stride and refined by
+    ``blocks`` residual blocks (context across the hand, so a joint is told from its neighbours),
+    where each joint gets a 2D heatmap; its marginals over rows and columns are the x and y
+    heatmaps (S/8 bins at stride 8: the paper's 32 at 256 px),
     so localisation stays a convolutional, translation-equivariant task that trains from scratch.
     The z heatmap (S/4 bins) is read from depth features pooled under the joint's 2D heatmap. No
     dense 3D volume is ever built: a few million multiply-adds per image beyond the fusion convs.
     """
 
     def __init__(
-        self, channels: list[int], image_size: int, width: int = 128, joint_dim: int = 64, stride: int = 8
+        self, channels: list[int], image_size: int, width: int = 128, joint_dim: int = 64, stride: int = 8,
+        blocks: int = 1,
     ) -> None:
         super().__init__()
         if stride not in (4, 8):
@@ -54,6 +56,11 @@ class PoseHead(nn.Module):
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
         )
+        self.refine = nn.ModuleList(
+            nn.Sequential(*(m for _ in range(2) for m in (
+                nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))))
+            for _ in range(blocks)
+        )
         self.heatmap2d = nn.Conv2d(width, NUM_JOINTS, 1)
         self.depth_features = nn.Conv2d(width, joint_dim, 1)
         self.joint_embed = nn.Parameter(torch.zeros(NUM_JOINTS, joint_dim))
@@ -62,14 +69,17 @@ class PoseHead(nn.Module):
             nn.Linear(joint_dim, heatmap_bins(image_size, stride)[2]),
         )
 
-    def forward(self, pyramid: list[Tensor]) -> list[Tensor]:
-        """``[C2..C5]`` → logits ``[[B, 21, Bx], [B, 21, By], [B, 21, Bz]]`` (x, y: log-probabilities)."""
+    def forward(self, pyramid: list[Tensor]) -> tuple[list[Tensor], Tensor]:
+        """``[C2..C5]`` → logits ``[[B, 21, Bx], [B, 21, By], [B, 21, Bz]]`` (x, y: log-probabilities)
+        and the joints' 2D heatmaps ``[B, 21, By, Bx]`` (log-probabilities; x and y are their marginals)."""
         maps = pyramid[self.first :]
         size = maps[0].shape[-2:]
         x = self.lateral[0](maps[0])
         for lateral, c in zip(self.lateral[1:], maps[1:]):
             x = x + F.interpolate(lateral(c), size=size, mode="bilinear", align_corners=False)
         x = self.fuse(x)  # [B, W, S/stride, S/stride]
+        for block in self.refine:
+            x = x + block(x)
         # Heatmaps in fp32 under bf16 autocast: bf16's 8-bit mantissa would round the soft-argmax
         # to ~1/256 of the image and coarsen the joint loss's gradient (A/B Q3 against Q0).
         logp = self.heatmap2d(x).float().flatten(2).log_softmax(-1).unflatten(2, size)  # [B, 21, H, W]
@@ -77,7 +87,7 @@ class PoseHead(nn.Module):
         y_logits = logp.logsumexp(3)  # [B, 21, H]: marginal over columns
         pooled = torch.einsum("bjhw,bchw->bjc", logp.exp(), self.depth_features(x))  # [B, 21, D]
         z_logits = self.depth(pooled + self.joint_embed).float()  # [B, 21, Bz]
-        return [x_logits, y_logits, z_logits]
+        return [x_logits, y_logits, z_logits], logp
 
 
 class PoseFeatures(nn.Module):

@@ -84,13 +84,16 @@ def compute_losses(
     w = cfg.loss
     terms: dict[str, torch.Tensor] = {}
     joints25d = batch["joints25d"]
-    # The heatmap loss's targets, which the contrastive loss's labels term also reads: built once.
-    labels = losses.heatmap_labels(joints25d, [l.shape[-1] for l in out.logits]) if w.heatmap or w.clip_labels else None
+    # The heatmap losses' targets, which the contrastive loss's labels term also reads: built once.
+    labels = (losses.heatmap_labels(joints25d, [l.shape[-1] for l in out.logits])
+              if w.heatmap or w.heatmap2d or w.clip_labels else None)
     terms["joints"] = w.joints * losses.joint_loss(out.joints25d, joints25d)
     if w.bones:
         terms["bones"] = w.bones * losses.bone_loss(out.joints25d, joints25d)
     if w.heatmap:
         terms["heatmap"] = w.heatmap * losses.heatmap_loss(out.logits, labels)
+    if w.heatmap2d:
+        terms["heatmap2d"] = w.heatmap2d * losses.heatmap2d_loss(out.heatmap2d, labels)
     if (w.clip or w.clip_labels) and model.text is not None:
         n = cfg.clip_axes_per_step
         feats = {}  # [[B, E]] * 3 per term
