@@ -66,8 +66,9 @@ def test_backbone(benchmark, model, path):
 def test_pose_head(benchmark, model):
     with torch.no_grad():
         pyramid = model.backbone(torch.rand(8, 3, 64, 64))
-    logits = benchmark(_eager(model.pose_head), pyramid)
+    logits, heatmap2d = benchmark(_eager(model.pose_head), pyramid)
     assert [l.shape[1] for l in logits] == [21, 21, 21]
+    assert heatmap2d.shape[:2] == (8, 21)
 
 
 def test_mesh_regressor(benchmark, model):
