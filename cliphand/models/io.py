@@ -30,6 +30,9 @@ from cliphand.models.hierarchy import MeshHierarchy
 FORMAT = "cliphand-model"
 VERSION = 1
 METADATA_KEY = "cliphand"
+# Model config keys added since version 1, with the value that files written before them were built
+# with (their defaults in params.yaml may differ): such a file loads as the model it was.
+ADDED_KEYS = {"pose_blocks": 0}
 
 
 def save_model(model: CLIPHand3D, path: Path | str) -> None:
@@ -49,7 +52,7 @@ def load_model(path: Path | str) -> CLIPHand3D:
     description, tensors = _read(path)
     try:
         # The weights come from this file: building must not fetch pretrained ones again.
-        cfg = from_dict(ModelConfig, description["config"], "model").offline()
+        cfg = from_dict(ModelConfig, {**ADDED_KEYS, **description["config"]}, "model").offline()
     except (ValueError, KeyError, TypeError) as e:  # ConfigError is a ValueError
         raise CheckpointError(f"{path}: its model config is not this cliphand's ({first_line(e)})") from None
     model = CLIPHand3D(cfg, _hierarchy(path, tensors))
@@ -79,7 +82,7 @@ def convert_model(old: Path | str, new: Path | str | None = None) -> Path:
     except Exception as e:
         raise CheckpointError(f"{old}: unreadable ({type(e).__name__}: {first_line(e)})") from None
     try:
-        cfg = from_dict(ModelConfig, state["config"], "model").offline()
+        cfg = from_dict(ModelConfig, {**ADDED_KEYS, **state["config"]}, "model").offline()
         h = state["hierarchy"]
         hierarchy = MeshHierarchy(
             templates=[np.asarray(t) for t in h["templates"]], upsample=[np.asarray(u) for u in h["upsample"]],
