@@ -417,6 +417,20 @@ def test_frozen_tower_trains_only_the_adapters() -> None:
     assert all(p.grad is None for p in encoder.tower.parameters())
 
 
+def test_the_default_text_side_trains_its_adapters_over_a_fixed_cached_tower() -> None:
+    """params.yaml's text side (shrunk): the tower keeps its initial weights, and its states for a
+    prompt are computed once; the adapters take the gradient (README: "The text tower frozen")."""
+    root = Path(__file__).resolve().parents[1]
+    default = read_params(root / "params.yaml")[0].model.text
+    encoder = TextEncoder(replace(default, width=64, layers=1, heads=2, embed_dim=32, adapter_layers=1))
+    prompts = axis_prompts(4, 2)
+    encoder(prompts, 0).sum().backward()
+    assert all(p.grad is None for p in encoder.tower.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.adapters[0].parameters())
+    encoder(prompts, 0)
+    assert encoder.cache_info()["hits"] == len(set(prompts))
+
+
 def test_trainable_tower_receives_gradients() -> None:
     encoder = TextEncoder(tiny_config(frozen=False))
     encoder(axis_prompts(4, 2), 0).sum().backward()
