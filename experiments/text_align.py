@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cliphand import losses, zeroshot
 from cliphand.data.dataset import HandDataset
 from cliphand.losses import LogitScale
-from cliphand.models.io import load_model, save_model
+from cliphand.models.io import load_model
 from cliphand.models.pose_head import PoseFeatures
 from cliphand.text.encoder import TextEncoder
 
@@ -37,14 +38,16 @@ def heatmaps(model, ds: HandDataset, batch: int = 64) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model, maps: list[torch.Tensor], prompts: list[tuple[str, str, str]], n: int = 16) -> list[float]:
-    feats = model.pose_features(maps)
-    top1 = []
+def evaluate(model, sources: list[list[torch.Tensor]], prompts: list[tuple[str, str, str]], n: int = 16) -> list[list[float]]:
+    """Zero-shot top-1 among ``n`` per axis, for each source of heatmaps; the prompts are encoded once."""
+    feats = [model.pose_features(maps) for maps in sources]
+    top1 = [[] for _ in sources]
     for a in range(3):
         texts = [p[a] for p in prompts]
         text = torch.cat([model.encode_text(texts[i:i + 128], a) for i in range(0, len(texts), 128)])
         scale = float(model.logit_scales[a]())
-        top1.append(zeroshot.retrieval_metrics(feats[a], text, texts, scale, n)["top1"])
+        for row, f in zip(top1, feats):
+            row.append(zeroshot.retrieval_metrics(f[a], text, texts, scale, n)["top1"])
     return top1
 
 
@@ -67,7 +70,6 @@ def main() -> None:
     ap.add_argument("--frozen-tower", action="store_true", help="train the adapters, not the text tower")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast, as the training stages run")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--save", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -106,12 +108,12 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.steps, pct_start=0.05)
     model.text.train()
+    sources = {"pred": [cached["train"]], "labels": [labels], "both": [cached["train"], labels]}[args.source]
     rows, cpu0 = [], time.process_time()
 
     def record(step: int) -> None:
         model.text.eval()
-        top1 = evaluate(model, cached["eval"], ev.prompts)
-        top1_labels = evaluate(model, ev_labels, ev.prompts)
+        top1, top1_labels = evaluate(model, [cached["eval"], ev_labels], ev.prompts)
         model.text.train()
         row = {"step": step, "cpu_s": round(time.process_time() - cpu0, 1),
                **{f"top1_{a}": round(100 * v, 1) for a, v in zip("xyz", top1)},
@@ -123,19 +125,15 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         idx = torch.from_numpy(rng.choice(len(train), args.batch, replace=False))
         loss = 0.0
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp)
-        autocast.__enter__()
-        for axis in ((step * args.axes + i) % 3 for i in range(args.axes)):
-            prompts = [train.prompts[i][axis] for i in idx.tolist()]
-            text = model.encode_text(prompts, axis)
-            ids = losses.prompt_ids(prompts)
-            scale = model.logit_scales[axis]()
-            sources = {"pred": [cached["train"][axis]], "labels": [labels[axis]],
-                       "both": [cached["train"][axis], labels[axis]]}[args.source]
-            for maps in sources:
-                pose = torch.nn.functional.normalize(model.pose_features.proj[axis](maps[idx].flatten(1)), dim=-1)
-                loss = loss + losses.clip_loss(pose, text, scale, ids)
-        autocast.__exit__(None, None, None)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp):
+            for axis in ((step * args.axes + i) % 3 for i in range(args.axes)):
+                prompts = [train.prompts[i][axis] for i in idx.tolist()]
+                text = model.encode_text(prompts, axis)
+                ids = losses.prompt_ids(prompts)
+                scale = model.logit_scales[axis]()
+                for maps in sources:
+                    pose = F.normalize(model.pose_features.proj[axis](maps[axis][idx].flatten(1)), dim=-1)
+                    loss = loss + losses.clip_loss(pose, text, scale, ids)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -149,8 +147,6 @@ def main() -> None:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    if args.save:
-        save_model(model.eval(), args.save)
 
 
 if __name__ == "__main__":

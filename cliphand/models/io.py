@@ -51,8 +51,7 @@ def load_model(path: Path | str) -> CLIPHand3D:
     path = Path(path)
     description, tensors = _read(path)
     try:
-        # The weights come from this file: building must not fetch pretrained ones again.
-        cfg = from_dict(ModelConfig, {**ADDED_KEYS, **description["config"]}, "model").offline()
+        cfg = _config(description["config"])
     except (ValueError, KeyError, TypeError) as e:  # ConfigError is a ValueError
         raise CheckpointError(f"{path}: its model config is not this cliphand's ({first_line(e)})") from None
     model = CLIPHand3D(cfg, _hierarchy(path, tensors))
@@ -82,7 +81,7 @@ def convert_model(old: Path | str, new: Path | str | None = None) -> Path:
     except Exception as e:
         raise CheckpointError(f"{old}: unreadable ({type(e).__name__}: {first_line(e)})") from None
     try:
-        cfg = from_dict(ModelConfig, {**ADDED_KEYS, **state["config"]}, "model").offline()
+        cfg = _config(state["config"])
         h = state["hierarchy"]
         hierarchy = MeshHierarchy(
             templates=[np.asarray(t) for t in h["templates"]], upsample=[np.asarray(u) for u in h["upsample"]],
@@ -134,6 +133,12 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         raise CheckpointError(f"{path}: model file format {found[0]!r} version {found[1]!r}; this cliphand reads "
                               f"{FORMAT!r} version {VERSION}")
     return description, tensors
+
+
+def _config(raw: dict) -> ModelConfig:
+    """A file's model config, keys added since it was written at their old values; offline: the
+    weights come from the file, so building must not fetch pretrained ones again."""
+    return from_dict(ModelConfig, {**ADDED_KEYS, **raw}, "model").offline()
 
 
 def _hierarchy(path: Path, tensors: dict[str, torch.Tensor]) -> MeshHierarchy:
