@@ -254,7 +254,7 @@ class TrainConfig:
     batch_size: int = 16
     grad_accum: int = 1  # micro-batches accumulated into one optimiser step
     lr: float = 0.004
-    weight_decay: float = 0.0001
+    weight_decay: float = 0.05
     warmup_steps: int = 50
     grad_clip: float = 1.0
     workers: int = 1
@@ -298,7 +298,7 @@ class TrainConfig:
 
 
 def _finetune_defaults() -> TrainConfig:
-    return TrainConfig(epochs=1, lr=0.001, loss=LossWeights(verts=1.0, mesh_joints=1.0))
+    return TrainConfig(epochs=1, lr=0.001, weight_decay=0.0001, loss=LossWeights(verts=1.0, mesh_joints=1.0))
 
 
 # --- evaluation and speed ----------------------------------------------------------------------
