@@ -88,7 +88,7 @@ def test_a_model_file_is_safetensors_with_a_json_description(model, tmp_path):
 
 
 def test_a_file_written_before_a_config_key_existed_loads_as_the_model_it_was(hierarchy, tmp_path):
-    """``model.pose_blocks`` (default 1) came after the format: a file without it holds no blocks."""
+    """``model.pose_blocks`` (default 2) came after the format: a file without it holds no blocks."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 

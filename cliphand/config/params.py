@@ -131,7 +131,7 @@ class ModelConfig:
     embed_dim: int = 512
     depth_range: float = 3.5  # root-relative depth range, in units of the hand's scale
     pose_width: int = 128  # channels of the pose head's stride-8 fusion
-    pose_blocks: int = 1  # residual blocks (two 3x3 convs each) after the fusion: context to tell the fingers apart
+    pose_blocks: int = 2  # residual blocks (two 3x3 convs each) after the fusion: context to tell the fingers apart
     joint_dim: int = 64  # depth features per joint
     heatmap_stride: int = 8  # pixels per x/y heatmap bin (paper: 8, i.e. 32 bins at 256 px)
     prior_components: int = 32  # principal directions of the pose prior (cliphand.models.prior); 0: none
