@@ -1,12 +1,14 @@
 """The 2.5D convention: camera xyz → 2.5D targets → back is exact."""
 
 import math
+from unittest.mock import patch
 
 import numpy as np
 import torch
 
 from cliphand.camera import project
 from cliphand.codec import (
+    MIN_DEPTH,
     Codec25D,
     depth_from_log_size,
     fit_root_prior,
@@ -70,13 +72,13 @@ def test_robust_root_depth_is_exact_for_exact_bones_and_resists_a_bad_bone():
     parents, children = torch.tensor(BONES).T
     lengths = (xyz[:, parents] - xyz[:, children]).norm(dim=-1)  # [B, 20]
     p = CODEC.encode(xyz, K, scale)
-    # A hand with its own bone ratios: every bone agrees, so the median is exact.
+    # A hand with its own bone ratios: every bone agrees, so the fit is exact.
     for i in range(4):
         ratios = lengths[i] / scale[i]
         root = CODEC.root_depth_from_bones(p[i : i + 1], K[i : i + 1], scale[i : i + 1], ratios)
         assert abs(root.item() - xyz[i, 0, 2].item()) < 1e-9
     # With the mean ratios, and the scale bone's tip misplaced by 10 px: the scale bone alone
-    # goes far wrong, the median over bones does not.
+    # goes far wrong, the fit over all bones does not.
     ratios = (lengths / scale[:, None]).mean(0)
     noisy = p.clone()
     noisy[:, 10, :2] += 10 / 224
@@ -84,6 +86,34 @@ def test_robust_root_depth_is_exact_for_exact_bones_and_resists_a_bad_bone():
     single = (CODEC.root_depth(noisy, K, scale) - truth).abs()
     robust = (CODEC.root_depth_from_bones(noisy, K, scale, ratios) - truth).abs()
     assert robust.median() < single.median() / 2 and robust.median() < 0.1 * truth.mean()
+
+
+def test_robust_root_depth_is_the_least_squares_fit_of_the_bones():
+    """Every joint's depth and position noisy (as a network's are): the root depth returned is
+    where the bones' squared length errors are least, a millimetre nearer or farther costs more;
+    the median of the bones' own roots, which it starts from, is not there."""
+    from cliphand.data.synthetic import make_pose
+    from cliphand.skeleton import BONES
+
+    poses = [make_pose(0, "training", i, 224).annotation for i in range(32)]
+    xyz = torch.tensor(np.stack([p.xyz for p in poses]))
+    K = torch.tensor(np.stack([p.K for p in poses]))
+    scale = torch.tensor([p.scale for p in poses], dtype=torch.float64)
+    parents, children = torch.tensor(BONES).T
+    ratios = ((xyz[:, parents] - xyz[:, children]).norm(dim=-1) / scale[:, None]).mean(0)
+    g = torch.Generator().manual_seed(0)
+    noisy = CODEC.encode(xyz, K, scale) + torch.randn(32, 21, 3, generator=g, dtype=torch.float64) * torch.tensor(
+        [2 / 224, 2 / 224, 0.25 / (2 * CODEC.depth_range)], dtype=torch.float64)  # 2 px; a quarter scale of depth
+
+    def cost(root: torch.Tensor) -> torch.Tensor:  # [B]
+        cam = CODEC.decode(noisy, root, K, scale)
+        return (((cam[:, parents] - cam[:, children]).norm(dim=-1) - ratios * scale[:, None]) ** 2).sum(1)
+
+    root = CODEC.root_depth_from_bones(noisy, K, scale, ratios)
+    assert (cost(root) <= cost(root + 1e-3)).all() and (cost(root) <= cost(root - 1e-3)).all()
+    with patch("cliphand.codec.GAUSS_NEWTON_STEPS", 0):
+        median = CODEC.root_depth_from_bones(noisy, K, scale, ratios)
+    assert ((cost(median) > cost(median + 1e-3)) | (cost(median) > cost(median - 1e-3))).float().mean() > 0.5
 
 
 def test_bone_ratios_fitted_to_a_shrunken_skeleton_place_it_at_its_true_distance():
@@ -146,12 +176,13 @@ def test_root_prior_pulls_noisy_distances_toward_the_typical_size_and_is_the_ide
 
 
 def test_root_prior_keeps_inconsistent_skeletons_finite():
-    """Random 2.5D points: the bones of many imply a root at or behind the camera, where the log
-    apparent size has no value; the lifted hands stay finite, in front of the camera."""
+    """Random 2.5D points: the bones of many imply a root at or behind the camera (read as
+    MIN_DEPTH ahead of it), where the log apparent size has no value; the lifted hands stay finite,
+    in front of the camera."""
     g = torch.Generator().manual_seed(0)
     p = torch.rand(500, 21, 3, generator=g, dtype=torch.float64)
     _, K, scale = _hands(500)
     ratios = torch.ones(20, dtype=torch.float64)
-    assert (CODEC.root_depth_from_bones(p, K, scale, ratios) <= 0).any()
+    assert (CODEC.root_depth_from_bones(p, K, scale, ratios) <= MIN_DEPTH).any()
     joints = CODEC.lift(p, K, scale, ratios, root_prior=torch.tensor([math.log(500 * 0.03 / 0.7), 0.2]))[0]
     assert torch.isfinite(joints).all() and (joints[:, 0, 2] + 8.0 * scale > 0).all()
