@@ -19,6 +19,15 @@ from cliphand.skeleton import BONES
 CODEC = Codec25D(224, 8.0)
 
 
+def _posed_hands(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first ``n`` synthetic training hands: joints [n, 21, 3], K [n, 3, 3], scale [n]."""
+    from cliphand.data.synthetic import make_pose
+
+    poses = [make_pose(0, "training", i, 224).annotation for i in range(n)]
+    return (torch.tensor(np.stack([p.xyz for p in poses])), torch.tensor(np.stack([p.K for p in poses])),
+            torch.tensor([p.scale for p in poses], dtype=torch.float64))
+
+
 def _hands(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     xyz = torch.randn(n, 21, 3, generator=g, dtype=torch.float64) * 0.04
@@ -62,13 +71,7 @@ def test_vertices_share_the_joints_root():
 
 
 def test_robust_root_depth_is_exact_for_exact_bones_and_resists_a_bad_bone():
-    from cliphand.data.synthetic import make_pose
-    from cliphand.skeleton import BONES
-
-    poses = [make_pose(0, "training", i, 224).annotation for i in range(32)]
-    xyz = torch.tensor(np.stack([p.xyz for p in poses]))
-    K = torch.tensor(np.stack([p.K for p in poses]))
-    scale = torch.tensor([p.scale for p in poses], dtype=torch.float64)
+    xyz, K, scale = _posed_hands(32)
     parents, children = torch.tensor(BONES).T
     lengths = (xyz[:, parents] - xyz[:, children]).norm(dim=-1)  # [B, 20]
     p = CODEC.encode(xyz, K, scale)
@@ -92,13 +95,7 @@ def test_robust_root_depth_is_the_least_squares_fit_of_the_bones():
     """Every joint's depth and position noisy (as a network's are): the root depth returned is
     where the bones' squared length errors are least, a millimetre nearer or farther costs more;
     the median of the bones' own roots, which it starts from, is not there."""
-    from cliphand.data.synthetic import make_pose
-    from cliphand.skeleton import BONES
-
-    poses = [make_pose(0, "training", i, 224).annotation for i in range(32)]
-    xyz = torch.tensor(np.stack([p.xyz for p in poses]))
-    K = torch.tensor(np.stack([p.K for p in poses]))
-    scale = torch.tensor([p.scale for p in poses], dtype=torch.float64)
+    xyz, K, scale = _posed_hands(32)
     parents, children = torch.tensor(BONES).T
     ratios = ((xyz[:, parents] - xyz[:, children]).norm(dim=-1) / scale[:, None]).mean(0)
     g = torch.Generator().manual_seed(0)
@@ -120,13 +117,7 @@ def test_bone_ratios_fitted_to_a_shrunken_skeleton_place_it_at_its_true_distance
     """A model that draws every hand 20 % small about the wrist in the image reads, with the true
     bone ratios, as a hand 20 % too far; with the ratios fitted to its own skeletons at the true
     root it lands where the truth is."""
-    from cliphand.data.synthetic import make_pose
-    from cliphand.skeleton import BONES
-
-    poses = [make_pose(0, "training", i, 224).annotation for i in range(48)]
-    xyz = torch.tensor(np.stack([p.xyz for p in poses]))
-    K = torch.tensor(np.stack([p.K for p in poses]))
-    scale = torch.tensor([p.scale for p in poses], dtype=torch.float64)
+    xyz, K, scale = _posed_hands(48)
     parents, children = torch.tensor(BONES).T
     true_ratios = ((xyz[:, parents] - xyz[:, children]).norm(dim=-1) / scale[:, None]).mean(0)
     p = CODEC.encode(xyz, K, scale)
