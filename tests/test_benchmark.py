@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from torch import nn
 
 from cliphand import benchmark
 from cliphand.config import (
+    MODEL_PARTS,
     BenchmarkConfig,
     ConfigError,
     Params,
@@ -116,6 +118,25 @@ def test_a_training_step_trains_what_its_phase_trains(hierarchy, dataset, phase)
     changed = lambda before, after: any(not torch.equal(before[k], after[k]) for k in before)
     assert changed(head, model.pose_head.state_dict())
     assert changed(mesh, model.mesh.state_dict()) == (phase == "finetune")
+
+
+def test_the_frozen_parts_stay_as_the_phase_found_them(hierarchy, dataset):
+    """Fine-tuning's default freezes the backbone and pose head: their weights and BatchNorm statistics
+    (eval mode) stay to the bit, the mesh regressor trains; freezing every part is a ConfigError."""
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(lifter_width=0), hierarchy)
+    before = copy.deepcopy(model.state_dict())
+    cfg = dataclasses.replace(Params().finetune, batch_size=4)
+    assert cfg.frozen == ("backbone", "pose_head")
+    step = TrainStep(model, cfg, "finetune", CPU, distributed.current())
+    step([benchmark.training_batch(dataset, 4, 64, CPU)])
+    after = model.state_dict()
+    frozen = [k for k in before if k.startswith(("backbone.", "pose_head."))]
+    assert any("running_mean" in k for k in frozen)
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mesh."))
+    with pytest.raises(ConfigError, match=r"finetune\.frozen: nothing left to train"):
+        TrainStep(model, dataclasses.replace(cfg, frozen=MODEL_PARTS), "finetune", CPU, distributed.current())
 
 
 def test_training_batch_is_resized_to_the_model(dataset):

@@ -42,6 +42,7 @@ def test_default_params_load():
         (lambda p: p["data"].update(source="imagenet"), "data.source"),
         (lambda p: p["prompts"].update(template="poem"), "prompts.template"),
         (lambda p: p["finetune"]["loss"].update(verts=-1.0), "finetune.loss.verts"),
+        (lambda p: p["finetune"].update(frozen=["backbone", "head"]), "finetune.frozen"),
         (lambda p: p["zeroshot"].update(batch_sizes=[1]), "zeroshot.batch_sizes"),
     ],
 )

@@ -10,6 +10,7 @@ builds a section in Python gets what the pipeline gets.
 from cliphand.config.params import (
     AMP_MODES,
     DATA_SOURCES,
+    MODEL_PARTS,
     SYNTHETIC_VIEWS,
     TEMPLATE_NAMES,
     AugmentConfig,
@@ -38,7 +39,7 @@ from cliphand.config.params import (
 from cliphand.config.strict import ConfigError, from_dict, load_yaml, positive
 
 __all__ = [
-    "AMP_MODES", "AugmentConfig", "DATA_SOURCES", "SYNTHETIC_VIEWS", "TEMPLATE_NAMES", "BackboneConfig", "BenchmarkConfig", "ConfigError",
+    "AMP_MODES", "AugmentConfig", "DATA_SOURCES", "MODEL_PARTS", "SYNTHETIC_VIEWS", "TEMPLATE_NAMES", "BackboneConfig", "BenchmarkConfig", "ConfigError",
     "DataConfig", "DeviceSpeedups", "EvaluateConfig", "LaunchConfig", "LossWeights", "MeshConfig",
     "ModelConfig", "Params", "PreprocessConfig", "PromptConfig", "Speedups", "SyntheticConfig", "TextConfig",
     "TimingConfig", "TrainConfig", "ZeroShotConfig", "apply_preset", "from_dict", "load_yaml",

@@ -21,10 +21,12 @@ DataSource = Literal["synthetic", "freihand"]
 SyntheticViews = Literal["upright", "any"]  # FreiHAND-like upright views, or uniform rotations
 TemplateName = Literal["hand_joints", "authors", "terse"]  # cliphand.text.prompts.TEMPLATES
 AmpMode = Literal["none", "bf16", "fp16"]
+ModelPart = Literal["backbone", "pose_head", "pose_features", "mesh", "text", "logit_scales"]  # CLIPHand3D's trained parts
 DATA_SOURCES = typing.get_args(DataSource)
 SYNTHETIC_VIEWS = typing.get_args(SyntheticViews)
 TEMPLATE_NAMES = typing.get_args(TemplateName)
 AMP_MODES = typing.get_args(AmpMode)
+MODEL_PARTS = typing.get_args(ModelPart)
 PRESETS_DIR = Path("presets")
 
 
@@ -266,6 +268,8 @@ class TrainConfig:
     clip_shapes_pose: bool = False  # the contrastive loss trains the pose head and backbone too (the paper: true)
     loss: LossWeights = field(default_factory=LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # The model's parts whose weights this phase leaves as it found them (in eval mode: BatchNorm keeps its statistics).
+    frozen: tuple[ModelPart, ...] = ()
 
     def validate(self, prefix: str) -> None:
         """Raise a ConfigError naming the first unusable key."""
@@ -298,7 +302,10 @@ class TrainConfig:
 
 
 def _finetune_defaults() -> TrainConfig:
-    return TrainConfig(epochs=1, lr=0.001, weight_decay=0.0001, loss=LossWeights(verts=1.0, mesh_joints=1.0))
+    return TrainConfig(
+        epochs=1, lr=0.001, weight_decay=0.0001, frozen=("backbone", "pose_head"),
+        loss=LossWeights(joints=0.0, heatmap=0.0, heatmap2d=0.0, clip=0.0, clip_labels=0.0, verts=1.0, mesh_joints=1.0),
+    )
 
 
 # --- evaluation and speed ----------------------------------------------------------------------

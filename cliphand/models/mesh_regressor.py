@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cliphand.config import MeshConfig
+from cliphand.devices import attention_kernel
 from cliphand.models.hierarchy import MeshHierarchy
 
 
@@ -102,7 +103,8 @@ class MeshLevel(nn.Module):
             + self.coords(coords)
             + (self.pos(self.template) + self.reduce.bias + self.image.bias)
         )
-        x = self.blocks(x)
+        with attention_kernel(x.device, x.shape[1]):
+            x = self.blocks(x)
         return x, coords + self.delta(self.norm(x))
 
 

@@ -24,7 +24,6 @@ import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import open_clip
@@ -34,10 +33,10 @@ from open_clip.factory import load_state_dict as read_open_clip_checkpoint
 from open_clip.model import CLIPTextCfg, _build_text_tower
 from open_clip.transformer import TextTransformer, Transformer
 from torch import Tensor, nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils.rnn import pad_sequence
 
 from cliphand.config import TextConfig
+from cliphand.devices import attention_kernel
 from cliphand.text.prompts import AXES, AxisPrompts, token_count
 
 logger = logging.getLogger(__name__)
@@ -83,13 +82,6 @@ def tower_states(tower: TextTransformer, tokens: Tensor) -> Tensor:
     x = tower.token_embedding(tokens) + tower.positional_embedding[:n]  # [B, L, W]
     x = tower.transformer(x, attn_mask=tower.attn_mask[:n, :n])
     return tower.ln_final(x)
-
-
-def _attention_kernel(device: torch.device) -> AbstractContextManager:
-    """On the CPU, attention over prompts this short trains faster with the plain (math) kernel
-    than with the flash one, whose backward dominates (default tower and adapter, 16 prompts, 2-core
-    EPYC, bf16: 36 → 28 ms a step); elsewhere torch's own choice."""
-    return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
 
 
 class TokenAdapter(nn.Module):
@@ -272,7 +264,7 @@ class TextEncoder(nn.Module):
         prompts = list(prompts)
         tokens = self.tokenize(prompts)  # [B, 77]
         eot = tokens.argmax(dim=-1)  # [B]; CLIP's EOT has the highest id
-        with _attention_kernel(self.device):
+        with attention_kernel(self.device, tokens.shape[1]):
             states = self._states(prompts, tokens, eot)  # [B, L, W]
             return self.adapters[axis](states, eot.to(states.device))
 
