@@ -15,7 +15,8 @@ def training_curves(history: Sequence[dict], path: Path, title: str) -> Path:
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for key in history[0]:
-        if key.startswith("train_loss_"):
+        # A term weighted 0 is off (0 throughout), and a log axis has no place for it.
+        if key.startswith("train_loss_") and any(h[key] for h in history):
             axes[0].plot(epochs, [h[key] for h in history], marker="o", label=key.removeprefix("train_loss_"))
     axes[0].set(title=f"{title}: training losses", xlabel="epoch", yscale="log")
     for key in ("val_pa_mpjpe_mm", "val_pa_mpvpe_mm"):

@@ -1,5 +1,6 @@
-"""Stage ``finetune``: the mesh regressor and pose head from the pretrained weights, then the model
-registered in MLflow (see ``cliphand.stages.train``)."""
+"""Stage ``finetune``: the mesh regressor on the pretrained pose network (frozen by default:
+``finetune.frozen``), the calibration fitted after it, then the model registered in MLflow (see
+``cliphand.stages.train``)."""
 
 from functools import partial
 
