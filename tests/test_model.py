@@ -268,6 +268,35 @@ def test_the_pose_heads_residual_blocks(processed_hands):
         ModelConfig(pose_blocks=-1).validate()
 
 
+def test_the_depth_mixer_lets_each_joints_depth_read_the_others():
+    """Without ``model.depth_mixer_layers`` a joint's z heatmap reads its own pooled depth token
+    alone; with them it also reads the other joints' (and their 2D positions): moving one joint's 2D
+    heatmap moves every joint's z and no other joint's x or y. A negative count is a ConfigError."""
+    from cliphand.config import ConfigError, ModelConfig
+    from cliphand.models.pose_head import DepthMixer, PoseHead
+
+    channels = [16, 32, 64, 128]
+    pyramid = [torch.randn(2, c, 64 // s, 64 // s) for c, s in zip(channels, (4, 8, 16, 32))]
+    for layers in (0, 2):
+        torch.manual_seed(0)
+        head = PoseHead(channels, 64, width=32, joint_dim=64, mixer_layers=layers).eval()
+        assert (head.mixer is None) == (layers == 0)
+        if layers:
+            assert isinstance(head.mixer, DepthMixer) and len(head.mixer.layers.layers) == layers
+        with torch.no_grad():
+            before = [t.clone() for t in head(pyramid)[0]]
+            head.heatmap2d.weight[5] += torch.randn_like(head.heatmap2d.weight[5])
+            after = head(pyramid)[0]
+        others = torch.arange(21) != 5
+        for axis in (0, 1):  # x and y: joint 5's alone
+            assert torch.equal(before[axis][:, others], after[axis][:, others])
+            assert not torch.equal(before[axis][:, 5], after[axis][:, 5])
+        z_moved = (before[2][:, others] - after[2][:, others]).abs().amax().item()
+        assert (z_moved > 1e-4) == (layers > 0), (layers, z_moved)
+    with pytest.raises(ConfigError, match="model.depth_mixer_layers"):
+        ModelConfig(depth_mixer_layers=-1).validate()
+
+
 @pytest.mark.parametrize("shapes_pose", [False, True])
 def test_the_contrastive_terms_and_what_they_train(processed_hands, shapes_pose):
     """``clip`` matches the prompts against the network's pose features, ``clip_labels`` against the

@@ -87,18 +87,23 @@ def test_a_model_file_is_safetensors_with_a_json_description(model, tmp_path):
     assert {"hierarchy.templates.0", "hierarchy.bone_ratios", "model.pose_head.heatmap2d.weight"} <= keys
 
 
-def test_a_file_written_before_a_config_key_existed_loads_as_the_model_it_was(hierarchy, tmp_path):
-    """``model.pose_blocks`` (default 2) came after the format: a file without it holds no blocks."""
+@pytest.mark.parametrize("key", ["pose_blocks", "depth_mixer_layers"])
+def test_a_file_written_before_a_config_key_existed_loads_as_the_model_it_was(hierarchy, tmp_path, key):
+    """``model.pose_blocks`` (default 2) and ``model.depth_mixer_layers`` came after the format: a
+    file without the key holds no blocks, no mixer."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    from cliphand.models.io import ADDED_KEYS
+
+    assert ADDED_KEYS[key] == 0
     torch.manual_seed(0)
-    old = CLIPHand3D(tiny_config(pose_blocks=0), hierarchy).eval()
+    old = CLIPHand3D(tiny_config(**{key: 0}), hierarchy).eval()
     save_model(old, tmp_path / "new.pt")
     with safe_open(tmp_path / "new.pt", framework="pt") as f:
         description = json.loads(f.metadata()["cliphand"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    del description["config"]["pose_blocks"]
+    del description["config"][key]
     save_file(tensors, tmp_path / "old.pt", metadata={"cliphand": json.dumps(description)})
     loaded = load_model(tmp_path / "old.pt")
-    assert loaded.cfg.pose_blocks == 0 and _same_outputs(old, loaded)
+    assert getattr(loaded.cfg, key) == 0 and _same_outputs(old, loaded)

@@ -135,6 +135,7 @@ class ModelConfig:
     pose_width: int = 128  # channels of the pose head's stride-8 fusion
     pose_blocks: int = 2  # residual blocks (two 3x3 convs each) after the fusion: context to tell the fingers apart
     joint_dim: int = 64  # depth features per joint
+    depth_mixer_layers: int = 2  # Transformer layers across the joints' depth tokens before the z heatmap
     heatmap_stride: int = 8  # pixels per x/y heatmap bin (paper: 8, i.e. 32 bins at 256 px)
     prior_components: int = 32  # principal directions of the pose prior (cliphand.models.prior); 0: none
     lifter_width: int = 256  # the depth lifter's width (cliphand.models.lifter); 0: none, the pose head's depth
@@ -151,8 +152,9 @@ class ModelConfig:
             raise ConfigError(f"{prefix}.heatmap_stride: 4 or 8, got {self.heatmap_stride}")
         for name in ("embed_dim", "depth_range", "pose_width", "joint_dim"):
             positive(getattr(self, name), f"{prefix}.{name}")
-        if self.pose_blocks < 0:
-            raise ConfigError(f"{prefix}.pose_blocks: must be >= 0, got {self.pose_blocks}")
+        for name in ("pose_blocks", "depth_mixer_layers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.prior_components <= 3 * NUM_JOINTS:
             raise ConfigError(f"{prefix}.prior_components: 0 to {3 * NUM_JOINTS}, got {self.prior_components}")
         if self.lifter_width < 0 or self.lifter_steps < 1:

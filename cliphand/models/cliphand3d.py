@@ -67,7 +67,8 @@ class CLIPHand3D(nn.Module):
         self.backbone = Backbone(cfg.backbone)
         bins = heatmap_bins(cfg.image_size, cfg.heatmap_stride)
         self.pose_head = PoseHead(
-            self.backbone.channels, cfg.image_size, cfg.pose_width, cfg.joint_dim, cfg.heatmap_stride, cfg.pose_blocks
+            self.backbone.channels, cfg.image_size, cfg.pose_width, cfg.joint_dim, cfg.heatmap_stride, cfg.pose_blocks,
+            cfg.depth_mixer_layers,
         )
         self.pose_features = PoseFeatures(bins, cfg.embed_dim)
         self.mesh = MeshRegressor(hierarchy, self.backbone.channels, cfg.mesh)

@@ -32,7 +32,7 @@ VERSION = 1
 METADATA_KEY = "cliphand"
 # Model config keys added since version 1, with the value that files written before them were built
 # with (their defaults in params.yaml may differ): such a file loads as the model it was.
-ADDED_KEYS = {"pose_blocks": 0}
+ADDED_KEYS = {"pose_blocks": 0, "depth_mixer_layers": 0}
 
 
 def save_model(model: CLIPHand3D, path: Path | str) -> None:

@@ -30,6 +30,27 @@ def soft_argmax(heatmap: Tensor) -> Tensor:
     return (heatmap * centres).sum(-1)
 
 
+class DepthMixer(nn.Module):
+    """Self-attention across the 21 joint tokens before the z heatmap, so a joint's depth is read
+    with its neighbours' in view (depth is relative: one joint's evidence alone is ambiguous).
+
+    Each token is the joint's pooled depth feature, its identity embedding and its 2D position
+    (the soft-argmax u, v); pre-norm Transformer layers, two heads of width 32 at ``dim = 64``.
+    """
+
+    def __init__(self, dim: int, layers: int) -> None:
+        super().__init__()
+        self.position = nn.Linear(2, dim)
+        layer = nn.TransformerEncoderLayer(
+            dim, max(1, dim // 32), 2 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, tokens: Tensor, uv: Tensor) -> Tensor:
+        """``[B, 21, D]`` tokens and ``[B, 21, 2]`` positions in [0, 1] → ``[B, 21, D]``."""
+        return self.layers(tokens + self.position(uv.to(tokens.dtype)))
+
+
 class PoseHead(nn.Module):
     """The feature pyramid → 1D heatmap logits per joint for x, y and z.
 
@@ -40,11 +61,12 @@ class PoseHead(nn.Module):
     so localisation stays a convolutional, translation-equivariant task that trains from scratch.
     The z heatmap (S/4 bins) is read from depth features pooled under the joint's 2D heatmap. No
     dense 3D volume is ever built: a few million multiply-adds per image beyond the fusion convs.
+    With ``mixer_layers``, a ``DepthMixer`` lets the joints' depth tokens attend to each other first.
     """
 
     def __init__(
         self, channels: list[int], image_size: int, width: int = 128, joint_dim: int = 64, stride: int = 8,
-        blocks: int = 1,
+        blocks: int = 1, mixer_layers: int = 0,
     ) -> None:
         super().__init__()
         if stride not in (4, 8):
@@ -68,6 +90,7 @@ class PoseHead(nn.Module):
             nn.LayerNorm(joint_dim), nn.Linear(joint_dim, joint_dim), nn.GELU(),
             nn.Linear(joint_dim, heatmap_bins(image_size, stride)[2]),
         )
+        self.mixer = DepthMixer(joint_dim, mixer_layers) if mixer_layers else None
 
     def forward(self, pyramid: list[Tensor]) -> tuple[list[Tensor], Tensor]:
         """``[C2..C5]`` → logits ``[[B, 21, Bx], [B, 21, By], [B, 21, Bz]]`` (x, y: log-probabilities)
@@ -86,7 +109,11 @@ class PoseHead(nn.Module):
         x_logits = logp.logsumexp(2)  # [B, 21, W]: marginal over rows
         y_logits = logp.logsumexp(3)  # [B, 21, H]: marginal over columns
         pooled = torch.einsum("bjhw,bchw->bjc", logp.exp(), self.depth_features(x))  # [B, 21, D]
-        z_logits = self.depth(pooled + self.joint_embed).float()  # [B, 21, Bz]
+        tokens = pooled + self.joint_embed  # [B, 21, D]
+        if self.mixer is not None:
+            uv = torch.stack([soft_argmax(x_logits.exp()), soft_argmax(y_logits.exp())], -1)  # [B, 21, 2]
+            tokens = self.mixer(tokens, uv)
+        z_logits = self.depth(tokens).float()  # [B, 21, Bz]
         return [x_logits, y_logits, z_logits], logp
 
 
