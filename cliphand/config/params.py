@@ -135,7 +135,7 @@ class ModelConfig:
     pose_width: int = 128  # channels of the pose head's stride-8 fusion
     pose_blocks: int = 2  # residual blocks (two 3x3 convs each) after the fusion: context to tell the fingers apart
     joint_dim: int = 64  # depth features per joint
-    depth_mixer_layers: int = 2  # Transformer layers across the joints' depth tokens before the z heatmap
+    depth_mixer_layers: int = 0  # Transformer layers across the joints' depth tokens before the z heatmap
     heatmap_stride: int = 8  # pixels per x/y heatmap bin (paper: 8, i.e. 32 bins at 256 px)
     prior_components: int = 32  # principal directions of the pose prior (cliphand.models.prior); 0: none
     lifter_width: int = 256  # the depth lifter's width (cliphand.models.lifter); 0: none, the pose head's depth
