@@ -36,6 +36,7 @@ def test_default_params_load():
     [
         (lambda p: p["pretrain"].update(batch_size=-4), "pretrain.batch_size"),
         (lambda p: p["finetune"].update(amp="fp8"), "finetune.amp"),
+        (lambda p: p["finetune"].update(epoch_steps=-1), "finetune.epoch_steps"),
         (lambda p: p["model"]["backbone"].update(nme="x"), "model.backbone.nme"),
         (lambda p: p["model"].update(image_size=100), "model.image_size"),
         (lambda p: p["preprocess"].update(image_size=64), "preprocess.image_size"),
@@ -71,6 +72,7 @@ def test_paper_preset_loads_and_builds_at_paper_size(tmp_path, hierarchy):
     params, _ = read_params(ROOT / "params.yaml", "paper", ROOT / "presets")
     assert (params.data.source, params.model.image_size, params.model.backbone.name) == ("freihand", 256, "resnet50")
     assert (params.model.text.model, params.model.text.pretrained, params.model.text.frozen) == ("ViT-B-32", "openai", True)
+    assert params.pretrain.epoch_steps == params.finetune.epoch_steps == 0  # whole passes over FreiHAND
     model = CLIPHand3D(params.model.offline(), hierarchy)  # offline: the same architecture, no downloads
     import torch
 

@@ -53,6 +53,18 @@ def nan_run(processed_hands, tmp_path_factory):
     return error.value, path
 
 
+def test_epoch_steps_trains_that_many_steps_per_epoch(processed_hands, tmp_path):
+    train_set, val_set = _datasets(processed_hands)
+    path = tmp_path / "pretrain.pt"
+    result = train_phase(_model(processed_hands), replace(CFG, epoch_steps=1), "pretrain", train_set, val_set, path)
+    state = load_checkpoint(path)
+    assert (state["epoch"], state["step"], len(result.history)) == (2, 2, 2)
+    full = len(train_set) // CFG.batch_size
+    with pytest.raises(ValueError, match=rf"pretrain\.epoch_steps: {full + 1} exceeds the {full} batches of 8"):
+        train_phase(_model(processed_hands), replace(CFG, epoch_steps=full + 1), "pretrain", train_set, val_set,
+                    tmp_path / "other.pt")
+
+
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(nan_run):
     error, path = nan_run
     assert re.search(rf"pretrain: loss is not finite at step 3 .*'joints': nan.*last good checkpoint is {path}", str(error))

@@ -37,7 +37,7 @@ PRESETS_DIR = Path("presets")
 class SyntheticConfig:
     """The generated default dataset (``data.synthetic``)."""
 
-    n_train: int = 1500  # training poses, each rendered over 4 backgrounds
+    n_train: int = 3000  # training poses, each rendered over 4 backgrounds
     n_eval: int = 512
     image_size: int = 224
     seed: int = 0
@@ -254,7 +254,8 @@ class TrainConfig:
     samples on CUDA (SyncBatchNorm) but from one process's micro-batch on CPU.
     """
 
-    epochs: int = 12
+    epochs: int = 6
+    epoch_steps: int = 0  # optimiser steps per epoch, each on a fresh shuffle: 0 for a whole pass over the data
     batch_size: int = 16
     grad_accum: int = 1  # micro-batches accumulated into one optimiser step
     lr: float = 0.004
@@ -280,7 +281,7 @@ class TrainConfig:
         self.micro_batch(1, prefix)
         if self.clip_axes_per_step not in (1, 2, 3):
             raise ConfigError(f"{prefix}.clip_axes_per_step: 1, 2 or 3, got {self.clip_axes_per_step}")
-        for name in ("weight_decay", "warmup_steps", "grad_clip", "workers", "seed"):
+        for name in ("epoch_steps", "weight_decay", "warmup_steps", "grad_clip", "workers", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{prefix}.{name}: must not be negative, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -305,7 +306,7 @@ class TrainConfig:
 
 def _finetune_defaults() -> TrainConfig:
     return TrainConfig(
-        epochs=1, lr=0.001, weight_decay=0.0001, frozen=("backbone", "pose_head"),
+        epochs=1, epoch_steps=337, lr=0.001, weight_decay=0.0001, frozen=("backbone", "pose_head"),
         loss=LossWeights(joints=0.0, heatmap=0.0, heatmap2d=0.0, clip=0.0, clip_labels=0.0, verts=1.0, mesh_joints=1.0),
     )
 
