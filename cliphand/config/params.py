@@ -255,7 +255,7 @@ class TrainConfig:
     """
 
     epochs: int = 6
-    epoch_steps: int = 0  # optimiser steps per epoch, each on a fresh shuffle: 0 for a whole pass over the data
+    epoch_steps: int = 0  # at most this many optimiser steps per epoch, each on a fresh shuffle (0: a whole pass)
     batch_size: int = 16
     grad_accum: int = 1  # micro-batches accumulated into one optimiser step
     lr: float = 0.004

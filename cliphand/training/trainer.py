@@ -325,12 +325,8 @@ def train_phase(
     steps_per_epoch = len(train_set) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{phase}.batch_size: {cfg.batch_size} exceeds the {len(train_set)} training samples")
-    if cfg.epoch_steps > steps_per_epoch:
-        raise ValueError(
-            f"{phase}.epoch_steps: {cfg.epoch_steps} exceeds the {steps_per_epoch} batches of "
-            f"{cfg.batch_size} in the {len(train_set)} training samples"
-        )
-    steps_per_epoch = cfg.epoch_steps or steps_per_epoch  # the first batches of each epoch's permutation
+    if 0 < cfg.epoch_steps < steps_per_epoch:
+        steps_per_epoch = cfg.epoch_steps  # the first batches of each epoch's permutation
     total = cfg.epochs * steps_per_epoch
     schedule = lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * s / total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
