@@ -7,6 +7,10 @@ curves; ``dvc exp run`` reproduces the chosen recipe end to end.
 
     python experiments/pose_ab.py --data data/processed --out runs/base.csv
     python experiments/pose_ab.py --data data/processed --out runs/d3.csv -S model.depth_range=3
+
+Under torchrun (``python -m torch.distributed.run --standalone --nproc-per-node=2
+experiments/pose_ab.py ...``) every process trains its share of each batch, as ``launch.nproc``
+does in the pipeline; rank 0 records and writes (its CPU seconds are its own).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from cliphand.config import Params, from_dict, load_yaml
 from cliphand.data.dataset import HandDataset
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.hierarchy import MeshHierarchy, build_hierarchy
+from cliphand.training import distributed
 from cliphand.training.trainer import seed_everything, train_phase
 
 
@@ -77,8 +82,11 @@ def main() -> None:
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()}, flush=True)
 
     ckpt = args.out.with_suffix(".ckpt")
-    ckpt.unlink(missing_ok=True)
-    train_phase(model, cfg, args.phase, train, val, ckpt, on_metrics=record)
+    ckpt.unlink(missing_ok=True)  # a fresh run, not a resume
+    with distributed.process_group(cfg.device) as world:
+        train_phase(model, cfg, args.phase, train, val, ckpt, on_metrics=record)
+    if not world.is_main:
+        return
     ckpt.unlink(missing_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as f:

@@ -39,7 +39,7 @@ class SyntheticConfig:
 
     n_train: int = 3000  # training poses, each rendered over 4 backgrounds
     n_eval: int = 512
-    image_size: int = 224
+    image_size: int = 128  # rendered size (FreiHAND's images are 224)
     seed: int = 0
     workers: int = 2
     views: SyntheticViews = "upright"
