@@ -31,6 +31,14 @@ def test_default_params_load():
     assert raw["pretrain"]["batch_size"] == params.pretrain.batch_size
 
 
+def test_the_default_text_cache_holds_every_prompt_of_the_default_data():
+    """A frozen tower's states are cached per prompt (three per pose); an LRU smaller than the
+    training and validation poses' prompts misses about half of each epoch's (4,096 entries did,
+    unnoticed, once the default grew to 3,000 poses)."""
+    params, _ = read_params(ROOT / "params.yaml")
+    assert params.model.text.frozen and params.model.text.cache_size >= 3 * params.data.synthetic.n_train
+
+
 @pytest.mark.parametrize(
     "edit, key",
     [

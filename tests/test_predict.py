@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 from conftest import tiny_config
 from PIL import Image
 
+import cliphand
 from cliphand import viz
 from cliphand.camera import project
 from cliphand.crop import (
@@ -218,6 +220,10 @@ def test_load_from_the_model_registry(model, predictor, photo, tmp_path, monkeyp
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run():
         log_model(model, [{"image": torch.rand(3, 64, 64)}] * 2)
+    # The requirements are stated (this package, which pins its own), not inferred by loading the
+    # model again in a subprocess: the same list on every machine.
+    requirements = Path(mlflow.pyfunc.get_model_dependencies("models:/cliphand3d/latest"))
+    assert requirements.read_text().split() == [f"mlflow=={mlflow.__version__}", f"cliphand=={cliphand.__version__}"]
     with pytest.raises(InputError, match="models:/nothing/latest: not found"):
         load_predictor("models:/nothing/latest", uri)
     registered = predict_hand(load_predictor("models:/cliphand3d/latest", uri), photo)

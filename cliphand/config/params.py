@@ -115,7 +115,7 @@ class TextConfig:
     embed_dim: int = 512  # joint pose/text embedding space
     adapter_layers: int = 2
     adapter_heads: int = 2
-    cache_size: int = 4096  # LRU entries (frozen towers only); 0 disables the cache
+    cache_size: int = 12288  # LRU entries (frozen towers only; 3 per pose to hit across epochs); 0 disables the cache
     cache_fp16: bool = True
     quick_gelu: bool = False  # OpenAI's weights need it; forced on for open_clip tags that say so
     context_length: int = 77
@@ -306,7 +306,7 @@ class TrainConfig:
 
 def _finetune_defaults() -> TrainConfig:
     return TrainConfig(
-        epochs=1, epoch_steps=337, lr=0.001, weight_decay=0.0001, frozen=("backbone", "pose_head"),
+        epochs=1, epoch_steps=170, lr=0.001, weight_decay=0.0001, frozen=("backbone", "pose_head"),
         loss=LossWeights(joints=0.0, heatmap=0.0, heatmap2d=0.0, clip=0.0, clip_labels=0.0, verts=1.0, mesh_joints=1.0),
     )
 
@@ -386,7 +386,7 @@ class BenchmarkConfig:
 
     sizes: tuple[str, ...] = ("default", "paper")  # default: params.yaml's model; else presets/<name>.yaml
     latency: TimingConfig = field(default_factory=TimingConfig)
-    throughput: TimingConfig = field(default_factory=lambda: TimingConfig(batch_size=32, warmup=1, reps=2))
+    throughput: TimingConfig = field(default_factory=lambda: TimingConfig(batch_size=16, warmup=1, reps=2))
     train: TimingConfig = field(default_factory=lambda: TimingConfig(batch_size=8, warmup=1, reps=2))
     loader_batches: int = 20
     cuda: bool = True
