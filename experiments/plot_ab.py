@@ -28,9 +28,9 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     if args.retrieval:
-        fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
+        fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     else:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     handles, labels = [], []
     for spec in args.runs:
         path, label = spec.split(":", 1)
@@ -49,8 +49,9 @@ def main() -> None:
     if args.baseline:
         handles.append(ax.axhline(args.baseline, color="k", ls="--"))
         labels.append("canonical mean hand, a constant\n(evaluation split)")
-    # Beside the axes, not over the curves (a figure legend: ``save`` only places axes legends).
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.98, 0.5), fontsize=8)
+    # Beside the axes, not over the curves (a figure legend: ``save`` only places axes legends), the
+    # constrained layout making room for it next to them.
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
     ax.set(xlabel="CPU minutes of the training process (all its threads)", ylabel=f"{args.split} PA-MPJPE (mm)",
            title=args.title)
     save(fig, args.out)
