@@ -445,3 +445,17 @@ def test_camera_colour_cast_and_vignette() -> None:
     centre, corner = out[SIZE // 2, SIZE // 2], out[0, 0]
     assert centre[0] / centre[2] == pytest.approx(1.1 / 0.9, rel=0.03)
     assert (corner < 0.85 * centre).all()
+
+
+def test_the_command_line_defaults_are_the_pipelines(tmp_path, monkeypatch, capsys):
+    """`python -m cliphand.data.synthetic --out DIR` makes the data set the download stage makes by
+    default (params.yaml's data.synthetic, whose defaults ``SyntheticConfig`` holds)."""
+    from cliphand.config import SyntheticConfig
+
+    calls = []
+    monkeypatch.setattr(synthetic, "generate", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
+    assert synthetic.main(["--out", str(tmp_path), "--quiet"]) == 0
+    (out, n_train, n_eval, size, seed, workers), kwargs = calls[0]
+    default = SyntheticConfig()
+    assert (n_train, n_eval, size, seed, workers, kwargs["views"]) == (
+        default.n_train, default.n_eval, default.image_size, default.seed, default.workers, default.views)

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from cliphand import viz
 from cliphand.camera import project
-from cliphand.config import SYNTHETIC_VIEWS
+from cliphand.config import SYNTHETIC_VIEWS, SyntheticConfig
 from cliphand.data import handmodel, render
 from cliphand.data.layout import (
     HAND_MODEL_FILE,
@@ -351,14 +351,15 @@ def write_contact_sheet(root: Path, path: Path, split: str = "training", count: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cliphand.data.synthetic",
-        description="Generate the synthetic hand dataset in FreiHAND's layout.")
+        description="Generate the synthetic hand dataset in FreiHAND's layout (defaults: params.yaml's data.synthetic).")
+    default = SyntheticConfig()
     parser.add_argument("--out", type=Path, required=True, help="dataset root to write")
-    parser.add_argument("--n-train", type=int, default=1000, help="training poses (x4 images)")
-    parser.add_argument("--n-eval", type=int, default=250, help="evaluation poses")
-    parser.add_argument("--size", type=int, default=224, help="image size, pixels")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--views", choices=SYNTHETIC_VIEWS, default="upright", help="global rotations")
+    parser.add_argument("--n-train", type=int, default=default.n_train, help="training poses (x4 images)")
+    parser.add_argument("--n-eval", type=int, default=default.n_eval, help="evaluation poses")
+    parser.add_argument("--size", type=int, default=default.image_size, help="image size, pixels")
+    parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument("--workers", type=int, default=default.workers)
+    parser.add_argument("--views", choices=SYNTHETIC_VIEWS, default=default.views, help="global rotations")
     parser.add_argument("--sheet", type=Path, help="also write a contact sheet PNG here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
