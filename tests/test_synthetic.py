@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from cliphand import viz
 from cliphand.camera import project
+from cliphand.config import SyntheticConfig
 from cliphand.data import handmodel, render, synthetic
 from cliphand.data.layout import (
     ANNOTATIONS,
@@ -447,11 +448,9 @@ def test_camera_colour_cast_and_vignette() -> None:
     assert (corner < 0.85 * centre).all()
 
 
-def test_the_command_line_defaults_are_the_pipelines(tmp_path, monkeypatch, capsys):
+def test_the_command_line_defaults_are_the_pipelines(tmp_path, monkeypatch):
     """`python -m cliphand.data.synthetic --out DIR` makes the data set the download stage makes by
     default (params.yaml's data.synthetic, whose defaults ``SyntheticConfig`` holds)."""
-    from cliphand.config import SyntheticConfig
-
     calls = []
     monkeypatch.setattr(synthetic, "generate", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
     assert synthetic.main(["--out", str(tmp_path), "--quiet"]) == 0
