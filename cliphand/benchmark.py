@@ -47,6 +47,7 @@ from cliphand.config import (
     merged_params,
 )
 from cliphand.data.dataset import HandDataset
+from cliphand.devices import resolve_amp, usable_speedups
 from cliphand.models.cliphand3d import CLIPHand3D, count_parameters
 from cliphand.models.export import InferenceModel, speed_up
 from cliphand.models.hierarchy import MeshHierarchy
@@ -118,6 +119,7 @@ def inference_speed(
     model: CLIPHand3D, device: torch.device, speedups: Speedups, cfg: BenchmarkConfig
 ) -> dict:
     """Latency, throughput and the full/backbone ratio of the eager and the optimised paths."""
+    speedups = usable_speedups(speedups, device)  # those that apply here, as reported
     size = model.cfg.image_size
     generator = torch.Generator().manual_seed(0)
     one = torch.rand(cfg.latency.batch_size, 3, size, size, generator=generator).to(device)
@@ -239,7 +241,7 @@ def benchmark_size(
             "full": flops_per_image(net, image) / 1e9,
             "backbone": flops_per_image(net.model.backbone, image) / 1e9,
         },
-        "train_amp": {phase: getattr(params, phase).amp for phase in PHASES},
+        "train_amp": {d.type: {phase: resolve_amp(getattr(params, phase).amp, d) for phase in PHASES} for d in devices},
         "inference": {},
         "train_images_per_s": {},
     }

@@ -141,7 +141,7 @@ def speed_block(s: dict) -> str:
     rows += ["", f"| size | device | training images/s at batch {train_batch}: pretrain / finetune | AMP |", "|---|---|---:|---|"]
     for name, size in s["sizes"].items():
         for dev, train in size["train_images_per_s"].items():
-            amp = size["train_amp"]
+            amp = size["train_amp"][dev]
             rows.append(f"| {name} | {dev} | {train['pretrain']:.1f} / {train['finetune']:.1f} | {amp['pretrain']} / {amp['finetune']} |")
     d = s["data"]
     generation = "–" if d["generation_images_per_s"] is None else f"{d['generation_images_per_s']:.0f} images/s"

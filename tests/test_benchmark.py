@@ -13,7 +13,7 @@ import yaml
 from conftest import tiny_config
 from torch import nn
 
-from cliphand import benchmark
+from cliphand import benchmark, devices
 from cliphand.config import (
     MODEL_PARTS,
     BenchmarkConfig,
@@ -64,16 +64,20 @@ def test_flops_count_matmuls_and_the_transformer_fast_path():
     assert benchmark.flops_per_image(layer, torch.rand(3, n, w)) == expected
 
 
-def test_inference_speed_reports_each_step_and_consistent_ratios(hierarchy):
+@pytest.mark.parametrize("bf16_fast", [True, False])
+def test_inference_speed_reports_each_step_and_consistent_ratios(hierarchy, monkeypatch, bf16_fast):
+    """Where the CPU has no native bf16 kernels (AVX2 only), bf16 is left off and reported so."""
+    monkeypatch.setattr(devices, "bf16_is_fast", lambda device: bf16_fast)
     torch.manual_seed(0)
     model = CLIPHand3D(tiny_config(text=None), hierarchy)
     cfg = BenchmarkConfig(
         latency=TimingConfig(batch_size=1, warmup=0, reps=2), throughput=TimingConfig(batch_size=2, warmup=0, reps=1)
     )
     result = benchmark.inference_speed(model, CPU, Speedups(channels_last=True, bf16=True), cfg)
-    assert list(result["steps_median_ms"]) == ["eager", "inference_mode", "channels_last", "bf16"]
-    assert result["steps_median_ms"]["bf16"] == result["latency"]["optimised"]["median_ms"]
-    assert result["speedups"] == {"inference_mode": True, "channels_last": True, "bf16": True, "compile": False}
+    on = ["inference_mode", "channels_last"] + ["bf16"] * bf16_fast
+    assert list(result["steps_median_ms"]) == ["eager", *on]
+    assert result["steps_median_ms"][on[-1]] == result["latency"]["optimised"]["median_ms"]
+    assert result["speedups"] == {"inference_mode": True, "channels_last": True, "bf16": bf16_fast, "compile": False}
     lat, rate = result["latency"], result["images_per_s"]
     assert set(lat) == set(rate) == {"baseline", "optimised", "backbone_baseline", "backbone_optimised"}
     ratio = result["full_over_backbone"]
@@ -169,7 +173,7 @@ SPEED_EXAMPLE = """{
   "data": {"generation_images_per_s": 157.6, "loader_samples_per_s": 900.0, "loader_batch_size": 32, "loader_workers": 1},
   "sizes": {"paper": {
     "model": "resnet50 at 256 px", "params_m": {"total": 25.0}, "gflops_per_image": {"full": 12.0, "backbone": 10.0},
-    "train_amp": {"pretrain": "bf16", "finetune": "bf16"}, "train_images_per_s": {"cpu": {"pretrain": 3.0, "finetune": 2.0}},
+    "train_amp": {"cpu": {"pretrain": "bf16", "finetune": "bf16"}}, "train_images_per_s": {"cpu": {"pretrain": 3.0, "finetune": 2.0}},
     "inference": {"cpu": {
       "latency": {"baseline": {"median_ms": 80.0, "p90_ms": 90.0}, "optimised": {"median_ms": 40.0, "p90_ms": 44.0},
                   "backbone_baseline": {"median_ms": 64.0, "p90_ms": 70.0}, "backbone_optimised": {"median_ms": 34.0, "p90_ms": 36.0}},

@@ -3,6 +3,7 @@ and a training stage killed with SIGKILL mid-epoch resumes into the same result 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ from cliphand.config import TrainConfig
 from cliphand.data.dataset import HandDataset
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.hierarchy import MeshHierarchy
-from cliphand.training.trainer import NonFiniteLossError, train_phase
+from cliphand.training.trainer import NonFiniteLossError, lr_factor, train_phase
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = TrainConfig(epochs=2, batch_size=8, warmup_steps=2, workers=0, checkpoint_every=100)
@@ -61,6 +62,19 @@ def test_epoch_steps_caps_the_steps_of_each_epoch(processed_hands, tmp_path):
         result = train_phase(_model(processed_hands), replace(CFG, epoch_steps=cap), "pretrain", train_set, val_set, path)
         state = load_checkpoint(path)
         assert (state["epoch"], state["step"], len(result.history)) == (2, 2 * steps, 2)
+
+
+def test_decay_fraction_holds_the_lr_then_decays_it(processed_hands, tmp_path):
+    """Warmup-stable-decay: at peak through the first half, zero at the end; 1.0 is one cosine."""
+    train_set, val_set = _datasets(processed_hands)
+    cfg = replace(CFG, decay_fraction=0.5)
+    result = train_phase(_model(processed_hands), cfg, "pretrain", train_set, val_set, tmp_path / "wsd.pt")
+    assert [r["lr"] for r in result.history] == pytest.approx([cfg.lr, 0.0], abs=1e-12)
+    total = 40
+    assert [lr_factor(s, total, 4) for s in range(total)] == pytest.approx(
+        [min(1, (s + 1) / 4) * 0.5 * (1 + math.cos(math.pi * s / total)) for s in range(total)], abs=0
+    )
+    assert [lr_factor(s, total, 4, 0.25) for s in (3, 29, 30, 35)] == pytest.approx([1, 1, 1, 0.5])
 
 
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(nan_run):

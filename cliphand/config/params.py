@@ -20,7 +20,7 @@ from cliphand.skeleton import NUM_JOINTS
 DataSource = Literal["synthetic", "freihand"]
 SyntheticViews = Literal["upright", "any"]  # FreiHAND-like upright views, or uniform rotations
 TemplateName = Literal["hand_joints", "authors", "terse"]  # cliphand.text.prompts.TEMPLATES
-AmpMode = Literal["none", "bf16", "fp16"]
+AmpMode = Literal["auto", "none", "bf16", "fp16"]  # auto: bf16 where the device has native bf16 kernels, else none
 ModelPart = Literal["backbone", "pose_head", "pose_features", "mesh", "text", "logit_scales"]  # CLIPHand3D's trained parts
 DATA_SOURCES = typing.get_args(DataSource)
 SYNTHETIC_VIEWS = typing.get_args(SyntheticViews)
@@ -261,10 +261,11 @@ class TrainConfig:
     lr: float = 0.004
     weight_decay: float = 0.05
     warmup_steps: int = 50
+    decay_fraction: float = 1.0  # the last share of the steps over which the lr decays (cosine); before it, held at lr
     grad_clip: float = 1.0
     workers: int = 1
     seed: int = 0
-    amp: AmpMode = "bf16"
+    amp: AmpMode = "auto"
     device: str = "auto"
     checkpoint_every: int = 200  # optimiser steps between mid-epoch checkpoints
     clip_axes_per_step: int = 1  # contrastive axes per step, in turn (1-3); the loss is scaled to match
@@ -279,6 +280,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accum", "lr", "checkpoint_every"):
             positive(getattr(self, name), f"{prefix}.{name}")
         self.micro_batch(1, prefix)
+        if not 0 < self.decay_fraction <= 1:
+            raise ConfigError(f"{prefix}.decay_fraction: must be in (0, 1], got {self.decay_fraction}")
         if self.clip_axes_per_step not in (1, 2, 3):
             raise ConfigError(f"{prefix}.clip_axes_per_step: 1, 2 or 3, got {self.clip_axes_per_step}")
         for name in ("epoch_steps", "weight_decay", "warmup_steps", "grad_clip", "workers", "seed"):
@@ -364,7 +367,8 @@ class Speedups:
 
     Inference mode is always on. ``channels_last``: NHWC weights and images, the layout oneDNN's and
     cuDNN's fastest convolutions read. ``bf16``: autocast to bfloat16 (tensor cores on a GPU, AMX or
-    AVX-512 BF16 on a recent x86 CPU; outputs come back as float32). ``compile``: ``torch.compile``.
+    AVX-512 on an x86 CPU; outputs come back as float32; skipped on a device without native bf16
+    kernels, where it would slow inference down). ``compile``: ``torch.compile``.
     """
 
     channels_last: bool = True

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cliphand.config import Speedups
+from cliphand.devices import usable_speedups
 from cliphand.models.cliphand3d import CLIPHand3D
 
 FORMATS = ("torchscript", "torch.export")
@@ -44,8 +45,9 @@ def speed_up(module: nn.Module, device: torch.device, speedups: Speedups) -> Cal
     """``module`` (images ``[B, 3, S, S]`` → tensors) as a fast inference function on ``device``.
 
     The module is put in eval mode, moved and converted in place (NHWC, bfloat16 conv and linear
-    weights); pass a copy to keep the original.
+    weights); pass a copy to keep the original. bf16 is left off where ``device`` has no native bf16 kernels.
     """
+    speedups = usable_speedups(speedups, device)
     module = module.eval().to(device)
     layout = torch.channels_last if speedups.channels_last else torch.contiguous_format
     module = module.to(memory_format=layout)

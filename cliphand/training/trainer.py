@@ -14,7 +14,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from cliphand.checkpoint import (
 )
 from cliphand.config import ConfigError, TrainConfig
 from cliphand.data.dataset import HandDataset
-from cliphand.devices import resolve_device
+from cliphand.devices import resolve_amp, resolve_device
 from cliphand.losses import prompt_ids
 from cliphand.models.cliphand3d import CLIPHand3D, HandOutput
 from cliphand.outputs import dataset_outputs
@@ -166,9 +166,10 @@ class TrainStep:
         # (11 % less CPU time per default pretraining epoch: experiments/runs, L0 against K).
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         # Mixed precision: bf16 needs no loss scaling; fp16 does (a no-op scaler otherwise).
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.amp = resolve_amp(cfg.amp, device)
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
         self.autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")
         self.net = distributed.wrap(TrainingObjective(model, cfg, with_mesh), world, device)
 
     def __call__(self, micro_batches: Iterable[dict], step: int = 0) -> dict[str, float]:
@@ -204,6 +205,17 @@ class TrainStep:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return sums
+
+
+def lr_factor(step: int, total: int, warmup_steps: int, decay_fraction: float = 1.0) -> float:
+    """The learning rate's multiplier at ``step`` of ``total``: a linear warmup over ``warmup_steps``,
+    then held at 1 until the last ``decay_fraction`` of the steps, over which it falls to 0 as a half
+    cosine (1.0: the whole run is one cosine; less: warmup-stable-decay)."""
+    warmup = min(1.0, (step + 1) / max(1, warmup_steps))
+    hold = total * (1.0 - decay_fraction)
+    if step < hold:
+        return warmup
+    return warmup * 0.5 * (1 + math.cos(math.pi * (step - hold) / (total - hold)))
 
 
 def validate(model: CLIPHand3D, dataset: HandDataset, cfg: TrainConfig, device: torch.device, with_mesh: bool) -> dict[str, float]:
@@ -328,10 +340,11 @@ def train_phase(
     if 0 < cfg.epoch_steps < steps_per_epoch:
         steps_per_epoch = cfg.epoch_steps  # the first batches of each epoch's permutation
     total = cfg.epochs * steps_per_epoch
-    schedule = lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * s / total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, cfg.warmup_steps, cfg.decay_fraction)
+    )
 
-    key = resume_key(cfg, world, model, train_set, val_set)
+    key = resume_key(replace(cfg, amp=train_step.amp), world, model, train_set, val_set)  # amp as resolved here
     start_epoch, step, history = 0, 0, []
     if checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path)
