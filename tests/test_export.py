@@ -7,6 +7,7 @@ import torch
 from conftest import tiny_config
 from torch import nn
 
+from cliphand import devices
 from cliphand.cli import main
 from cliphand.config import Speedups
 from cliphand.models.cliphand3d import CLIPHand3D
@@ -48,13 +49,19 @@ def test_mesh_level_equals_the_straightforward_formula(fmap_size):
     assert torch.allclose(out_coords, up + level.delta(level.norm(reference)), atol=1e-5)
 
 
-def test_fp32_fast_path_matches_eager_and_bf16_stays_close(model, images):
+def test_fp32_fast_path_matches_eager_and_bf16_stays_close(model, images, monkeypatch):
     with torch.no_grad():
         eager = InferenceModel(model)(images)
     cpu = torch.device("cpu")
     fast = speed_up(InferenceModel(model), cpu, Speedups(channels_last=True, bf16=False))(images)
     assert fast.dtype == torch.float32 and fast.shape == (3, 21 + 778, 3)
     assert torch.allclose(fast, eager, atol=1e-5)
+    # Where the CPU has no native bf16 kernels (AVX2 only) bf16 is left off: the float32 path.
+    monkeypatch.setattr(devices, "bf16_is_fast", lambda device: False)
+    net = InferenceModel(model)
+    assert torch.allclose(speed_up(net, cpu, Speedups(channels_last=True, bf16=True))(images), eager, atol=1e-5)
+    assert net.model.backbone.body.conv1.weight.dtype == torch.float32
+    monkeypatch.setattr(devices, "bf16_is_fast", lambda device: True)  # as on an AVX-512 or AMX CPU
     net = InferenceModel(model)
     half = speed_up(net, cpu, Speedups(channels_last=True, bf16=True))(images)
     assert half.dtype == torch.float32
