@@ -254,14 +254,14 @@ class TrainConfig:
     samples on CUDA (SyncBatchNorm) but from one process's micro-batch on CPU.
     """
 
-    epochs: int = 6
+    epochs: int = 5
     epoch_steps: int = 0  # at most this many optimiser steps per epoch, each on a fresh shuffle (0: a whole pass)
     batch_size: int = 16
     grad_accum: int = 1  # micro-batches accumulated into one optimiser step
     lr: float = 0.004
     weight_decay: float = 0.05
     warmup_steps: int = 50
-    decay_fraction: float = 1.0  # the last share of the steps over which the lr decays (cosine); before it, held at lr
+    decay_fraction: float = 0.3  # the last share of the steps over which the lr decays (cosine); before it, held at lr
     grad_clip: float = 1.0
     workers: int = 1
     seed: int = 0
@@ -309,7 +309,7 @@ class TrainConfig:
 
 def _finetune_defaults() -> TrainConfig:
     return TrainConfig(
-        epochs=1, epoch_steps=170, lr=0.001, weight_decay=0.0001, frozen=("backbone", "pose_head"),
+        epochs=1, epoch_steps=170, lr=0.001, weight_decay=0.0001, decay_fraction=1.0, frozen=("backbone", "pose_head"),
         loss=LossWeights(joints=0.0, heatmap=0.0, heatmap2d=0.0, clip=0.0, clip_labels=0.0, verts=1.0, mesh_joints=1.0),
     )
 
