@@ -419,7 +419,7 @@ def test_frozen_tower_trains_only_the_adapters() -> None:
 
 def test_the_default_text_side_trains_its_adapters_over_a_fixed_cached_tower() -> None:
     """params.yaml's text side (shrunk): the tower keeps its initial weights, and its states for a
-    prompt are computed once; the adapters take the gradient (README: "The text tower frozen")."""
+    prompt are computed once; the adapters take the gradient (docs/recipe.md: "The text tower frozen")."""
     root = Path(__file__).resolve().parents[1]
     default = read_params(root / "params.yaml")[0].model.text
     encoder = TextEncoder(replace(default, width=64, layers=1, heads=2, embed_dim=32, adapter_layers=1))

@@ -111,7 +111,7 @@ class TextConfig:
 
     model: str = "small"  # "small" or an open_clip model name such as "ViT-B-32"
     pretrained: str | None = None  # None: random init; an open_clip tag ("openai"); or a file path
-    frozen: bool = True  # the adapters learn the joints' order far faster over a fixed tower (README)
+    frozen: bool = True  # the adapters learn the joints' order far faster over a fixed tower (docs/recipe.md)
     embed_dim: int = 512  # joint pose/text embedding space
     adapter_layers: int = 2
     adapter_heads: int = 2

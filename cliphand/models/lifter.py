@@ -2,7 +2,7 @@
 
 The pose head reads each joint's depth from image features, and on held-out images that reading
 is far worse than the network's 2D joints: the 2D skeleton alone, through the articulations a
-hand can take, tells more about the depths than the image does at this budget (README, "A
+hand can take, tells more about the depths than the image does at this budget (docs/recipe.md, "A
 plateau"; ``experiments/lifter_ab.py``). The lifter is a small residual MLP from the 2.5D
 skeleton's ``u, v`` (root-relative, over their RMS size, so it sees shape and not place or size)
 to the root-relative depths in units of the hand's scale: the ``d`` of ``cliphand.codec``.
