@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from cliphand.ablation import ABLATIONS, command, runs, variant_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_contrastive_question_is_run_over_three_seeds_and_the_mesh_variant_over_one():
@@ -20,3 +26,11 @@ def test_seeds_given_on_the_command_line_apply_to_every_variant_named():
     assert seeds == {"full": [0, 5], "direct-778": [0, 5]}
     assert runs(seeds, workspace_seed=0) == [("full", 5), ("direct-778", 0), ("direct-778", 5)]
     assert command("no-contrastive", 2)[-4:] == ["-S", "pretrain.seed=2", "-S", "finetune.seed=2"]
+
+
+def test_an_ablation_runs_the_stages_its_table_reads_and_not_the_benchmark():
+    cmd = command("full", 1)
+    targets = cmd[cmd.index("-n") + 2: cmd.index("-S")]
+    assert targets == ["evaluate", "zeroshot"]
+    stages = yaml.safe_load(ROOT.joinpath("dvc.yaml").read_text())["stages"]
+    assert set(targets) <= set(stages) and "benchmark" in stages

@@ -34,3 +34,13 @@ def test_readme_numbers_match_the_committed_metrics():
     for block in ("data", "zeroshot", "evaluate", "speed"):
         body = readme.split(f"<!-- cliphand:{block} -->", 1)[1].split(f"<!-- /cliphand:{block} -->", 1)[0]
         assert "|" in body, f"README block {block} is empty"
+
+
+def test_readme_and_recipe_links_resolve():
+    """Every relative link and image of the README and docs/recipe.md names a file in the repository."""
+    for doc in ("README.md", "docs/recipe.md"):
+        path = ROOT / doc
+        targets = re.findall(r"\]\(([^)#\s]+)\)", path.read_text())
+        assert targets, doc
+        missing = [t for t in targets if "://" not in t and not (path.parent / t).exists()]
+        assert not missing, f"{doc}: {missing}"
