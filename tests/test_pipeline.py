@@ -86,7 +86,7 @@ def test_ablation_runs_as_a_dvc_experiment_and_is_tabulated(repo):
     assert full["name"] == "full" and direct["name"] == "direct-778"
     assert full["seeds"][0]["command"] == "dvc repro"  # the workspace's own run is seed 0
     assert direct["seeds"][0]["command"] == (
-        "dvc exp run --temp -n direct-778-seed0 -S '++model.mesh.levels=[778]' -S 'model.mesh.widths=[32]' "
+        "dvc exp run --temp -n direct-778-seed0 evaluate zeroshot -S '++model.mesh.levels=[778]' -S 'model.mesh.widths=[32]' "
         "-S pretrain.seed=0 -S finetune.seed=0"
     )
     assert direct["pa_mpjpe_mm"]["mean"] != full["pa_mpjpe_mm"]["mean"] and direct["pa_mpjpe_mm"]["sd"] == 0.0
