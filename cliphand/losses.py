@@ -144,7 +144,7 @@ class LogitScale(nn.Module):
 # Supervised pose and mesh losses (2.5D coordinates, see ``cliphand.codec``).
 
 
-def heatmap_labels(joints25d: torch.Tensor, bins: Sequence[int], sigma_bins: float = 1.0) -> list[torch.Tensor]:
+def heatmap_labels(joints25d: torch.Tensor, bins: Sequence[int], sigma_bins: float) -> list[torch.Tensor]:
     """The 1D heatmaps ``[[B, 21, bins]] * 3`` of 2.5D joints ``[B, 21, 3]``: normalised Gaussians of
     ``sigma_bins`` bins around each coordinate (SimCC's label smoothing)."""
     labels = []

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from cliphand import losses, zeroshot
+from cliphand.config import TrainConfig
 from cliphand.data.dataset import HandDataset
 from cliphand.losses import LogitScale
 from cliphand.models.io import load_model
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--frozen-tower", action="store_true", help="train the adapters, not the text tower")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast, as the training stages run")
+    ap.add_argument("--label-sigma", type=float, default=TrainConfig().label_sigma, help="the labels' width, in bins")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -87,8 +89,8 @@ def main() -> None:
         torch.save(cached, args.cache)
         print(f"heatmaps cached in {time.time() - t:.0f} s")
     bins = [h.shape[-1] for h in cached["train"]]
-    labels = losses.heatmap_labels(torch.from_numpy(train.ann["joints25d"]).float(), bins)
-    ev_labels = losses.heatmap_labels(torch.from_numpy(ev.ann["joints25d"]).float(), bins)
+    labels = losses.heatmap_labels(torch.from_numpy(train.ann["joints25d"]).float(), bins, args.label_sigma)
+    ev_labels = losses.heatmap_labels(torch.from_numpy(ev.ann["joints25d"]).float(), bins, args.label_sigma)
 
     if args.fresh:
         model.text = TextEncoder(cfg.text)

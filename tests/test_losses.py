@@ -183,7 +183,7 @@ def test_bone_loss_sees_the_shape_not_the_place() -> None:
 def test_heatmap_labels_are_gaussians_around_each_coordinate() -> None:
     torch.manual_seed(0)
     joints = torch.rand(3, 21, 3)
-    labels = heatmap_labels(joints, [12, 12, 24])
+    labels = heatmap_labels(joints, [12, 12, 24], 1.0)
     assert [tuple(l.shape) for l in labels] == [(3, 21, 12), (3, 21, 12), (3, 21, 24)]
     for axis, label in enumerate(labels):
         bins = label.shape[-1]
@@ -198,7 +198,7 @@ def test_the_2d_heatmap_loss_sees_what_the_marginals_cannot() -> None:
     """Zero for the labels' product; a 2D map with the same x and y marginals but mass moved off the
     joint (a zero-sum pattern across rows and columns) passes the 1D loss and not the 2D one."""
     torch.manual_seed(0)
-    labels = heatmap_labels(torch.rand(2, 21, 3).clamp(0.2, 0.8), [12, 12, 24])
+    labels = heatmap_labels(torch.rand(2, 21, 3).clamp(0.2, 0.8), [12, 12, 24], 1.0)
     product = labels[1][..., :, None] * labels[0][..., None, :]  # [2, 21, 12, 12]
     assert heatmap2d_loss(product.log(), labels) < 1e-5
     # A zero-sum checkerboard on the labels' 3 x 3 neighbourhood: rows and columns keep their sums.

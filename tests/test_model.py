@@ -243,9 +243,43 @@ def test_the_2d_heatmaps_are_what_the_x_and_y_heatmaps_marginalise(processed_han
     cfg = TrainConfig(batch_size=4, amp="none", loss=LossWeights(joints=0.0, heatmap=0.0, heatmap2d=2.0, clip=0.0,
                                                                  clip_labels=0.0))
     terms = compute_losses(model, out, batch, cfg, with_mesh=False)
-    labels = heatmap_labels(batch["joints25d"], [h.shape[-1] for h in out.heatmaps])
+    labels = heatmap_labels(batch["joints25d"], [h.shape[-1] for h in out.heatmaps], cfg.label_sigma)
     assert set(terms) == {"joints", "heatmap2d", "total"}
     torch.testing.assert_close(terms["heatmap2d"], 2.0 * heatmap2d_loss(out.heatmap2d, labels))
+
+
+def test_the_heatmap_labels_are_as_wide_as_the_phases_label_sigma(processed_hands):
+    """``<phase>.label_sigma`` is the labels' width in bins: the training step's heatmap terms are
+    the KL to labels of that width, and a narrower label costs a broad heatmap more."""
+    from torch.utils.data import default_collate
+
+    from cliphand.config import LossWeights, TrainConfig
+    from cliphand.data.dataset import HandDataset
+    from cliphand.losses import heatmap2d_loss, heatmap_labels, heatmap_loss
+    from cliphand.models.hierarchy import MeshHierarchy
+    from cliphand.training.trainer import compute_losses
+
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), MeshHierarchy.load(processed_hands / "hierarchy.npz"))
+    batch = default_collate([HandDataset(processed_hands, "train", 8.0)[i] for i in range(4)])
+    out = model(batch["image"], with_mesh=False)
+    bins = [h.shape[-1] for h in out.heatmaps]
+    weights = LossWeights(joints=0.0, heatmap=1.0, heatmap2d=1.0, clip=0.0, clip_labels=0.0)
+    terms = {}
+    for sigma in (0.5, 1.0):
+        terms[sigma] = compute_losses(model, out, batch, TrainConfig(batch_size=4, amp="none", label_sigma=sigma,
+                                                                     loss=weights), with_mesh=False)
+        labels = heatmap_labels(batch["joints25d"], bins, sigma)
+        torch.testing.assert_close(terms[sigma]["heatmap"], heatmap_loss(out.logits, labels))
+        torch.testing.assert_close(terms[sigma]["heatmap2d"], heatmap2d_loss(out.heatmap2d, labels))
+        # the label's spread, in bins, is sigma (the joints sit well inside the x range)
+        x, centres = labels[0], torch.arange(bins[0]) + 0.5
+        mean = (x * centres).sum(-1, keepdim=True)
+        inside = (batch["joints25d"][..., 0] * bins[0] - 3 * sigma).gt(0) & (batch["joints25d"][..., 0] * bins[0]
+                                                                           + 3 * sigma).lt(bins[0])
+        sd = ((x * (centres - mean) ** 2).sum(-1).sqrt())[inside]
+        assert sd.numel() and sd.sub(sigma).abs().max() < 0.1 * sigma + 0.05
+    assert terms[0.5]["heatmap"] > terms[1.0]["heatmap"]
 
 
 def test_the_pose_heads_residual_blocks(processed_hands):
@@ -317,7 +351,8 @@ def test_the_contrastive_terms_and_what_they_train(processed_hands, shapes_pose)
                       loss=LossWeights(clip=1.0, clip_labels=1.0))
     out = model(batch["image"], with_mesh=False)
     terms = compute_losses(model, out, batch, cfg, with_mesh=False)
-    labels = model.pose_features(heatmap_labels(batch["joints25d"], [h.shape[-1] for h in out.heatmaps]))
+    labels = model.pose_features(heatmap_labels(batch["joints25d"], [h.shape[-1] for h in out.heatmaps],
+                                                   cfg.label_sigma))
     expected = {"clip": 0.0, "clip_labels": 0.0}
     for a in range(3):
         prompts = list(batch["prompts"][a])

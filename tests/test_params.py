@@ -46,6 +46,7 @@ def test_the_default_text_cache_holds_every_prompt_of_the_default_data():
         (lambda p: p["finetune"].update(amp="fp8"), "finetune.amp"),
         (lambda p: p["finetune"].update(epoch_steps=-1), "finetune.epoch_steps"),
         (lambda p: p["pretrain"].update(decay_fraction=0.0), "pretrain.decay_fraction"),
+        (lambda p: p["pretrain"].update(label_sigma=0), "pretrain.label_sigma"),
         (lambda p: p["model"]["backbone"].update(nme="x"), "model.backbone.nme"),
         (lambda p: p["model"].update(image_size=100), "model.image_size"),
         (lambda p: p["preprocess"].update(image_size=64), "preprocess.image_size"),

@@ -270,6 +270,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # optimiser steps between mid-epoch checkpoints
     clip_axes_per_step: int = 1  # contrastive axes per step, in turn (1-3); the loss is scaled to match
     clip_shapes_pose: bool = False  # the contrastive loss trains the pose head and backbone too (the paper: true)
+    label_sigma: float = 0.5  # width of the heatmaps' Gaussian labels, in bins (heatmap, heatmap2d, clip_labels)
     loss: LossWeights = field(default_factory=LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # The model's parts whose weights this phase leaves as it found them (in eval mode: BatchNorm keeps its statistics).
@@ -277,7 +278,7 @@ class TrainConfig:
 
     def validate(self, prefix: str) -> None:
         """Raise a ConfigError naming the first unusable key."""
-        for name in ("epochs", "batch_size", "grad_accum", "lr", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "grad_accum", "lr", "checkpoint_every", "label_sigma"):
             positive(getattr(self, name), f"{prefix}.{name}")
         self.micro_batch(1, prefix)
         if not 0 < self.decay_fraction <= 1:

@@ -85,7 +85,7 @@ def compute_losses(
     terms: dict[str, torch.Tensor] = {}
     joints25d = batch["joints25d"]
     # The heatmap losses' targets, which the contrastive loss's labels term also reads: built once.
-    labels = (losses.heatmap_labels(joints25d, [l.shape[-1] for l in out.logits])
+    labels = (losses.heatmap_labels(joints25d, [l.shape[-1] for l in out.logits], cfg.label_sigma)
               if w.heatmap or w.heatmap2d or w.clip_labels else None)
     terms["joints"] = w.joints * losses.joint_loss(out.joints25d, joints25d)
     if w.bones:
