@@ -16,7 +16,8 @@ from cliphand.figures import save
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="CSV:label")
+    parser.add_argument("runs", nargs="+",
+                        help="CSV:label[:fmt], fmt a matplotlib format (C1--: colour 1, dashed) so seeds of one arm match")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--baseline", type=float, help="the canonical mean hand's PA-MPJPE (mm), drawn as a line")
     parser.add_argument("--title", required=True, help="what was compared, on which data")
@@ -33,14 +34,14 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     handles, labels = [], []
     for spec in args.runs:
-        path, label = spec.split(":", 1)
+        path, label, *fmt = spec.split(":", 2)
         rows = list(csv.DictReader(open(path)))
         cpu = [float(r["cpu_s"]) / 60 for r in rows]
-        handles += ax.plot(cpu, [float(r["val_pa_mpjpe_mm"]) for r in rows], marker="o")
+        handles += ax.plot(cpu, [float(r["val_pa_mpjpe_mm"]) for r in rows], *fmt, marker="o")
         labels.append(label)
         if args.retrieval:
             top1 = [100 * sum(float(r[f"val_top1_{a}"]) for a in "xyz") / 3 for r in rows]
-            ax_r.plot(cpu, top1, marker="o", color=handles[-1].get_color())
+            ax_r.plot(cpu, top1, marker="o", color=handles[-1].get_color(), ls=handles[-1].get_linestyle())
     if args.retrieval:
         ax_r.axhline(100 / 16, color="0.5", ls=":")
         ax_r.text(0.02, 100 / 16, " chance", va="bottom", transform=ax_r.get_yaxis_transform(), fontsize=8)
