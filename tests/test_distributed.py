@@ -88,8 +88,10 @@ def largest_difference(one: list[dict], two: list[dict], prefix: str) -> float:
 
 @pytest.mark.slow
 # With BatchNorm each process normalises over its half of the batch, so the runs only agree
-# approximately (largest loss difference 2.1 % on the current renders); without it, exactly.
-@pytest.mark.parametrize("batchnorm, train_tol, val_tol", [(False, 1e-4, 1e-4), (True, 3e-2, 5e-2)])
+# approximately (largest loss difference 2.1 % on the current renders); without it, to round-off:
+# the losses to 4e-6, the validation error after six Adam steps to 1.6e-4 (the summation order's
+# round-off grows step by step). Halves of the wrong batches (every rank dealt rank 0's) differ by 5 %.
+@pytest.mark.parametrize("batchnorm, train_tol, val_tol", [(False, 1e-4, 1e-3), (True, 3e-2, 5e-2)])
 def test_two_processes_train_like_one_with_the_same_global_batch(processed_hands, tmp_path, batchnorm, train_tol, val_tol):
     one = run(1, processed_hands, tmp_path / "one", batchnorm)["history"]
     two = run(2, processed_hands, tmp_path / "two", batchnorm)["history"]
