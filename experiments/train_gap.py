@@ -16,6 +16,7 @@ from torch.utils.data import Subset
 
 from cliphand import metrics
 from cliphand.data.dataset import HandDataset
+from cliphand.evaluation import uv_error_px
 from cliphand.models.io import load_model
 from cliphand.outputs import dataset_outputs
 
@@ -32,9 +33,9 @@ def main() -> None:
         index = np.arange(0, len(dataset), every)
         out = dataset_outputs(model, Subset(dataset, index.tolist()), 64, torch.device("cpu"), with_mesh=False,
                               with_text=False, with_prior=False, desc=split)
-        error_px = np.linalg.norm(out["joints25d"][..., :2] - dataset.ann["joints25d"][index, :, :2], axis=-1).mean()
+        error_px = uv_error_px(out["joints25d"], dataset.ann["joints25d"][index], model.cfg.image_size)
         pa = metrics.freihand_summary(dataset.ann["xyz"][index], None, out["joints_cam"], None)["pa_mpjpe_mm"]
-        print(f"{split}: {len(index)} images, 2D error {error_px * model.cfg.image_size:.2f} px, "
+        print(f"{split}: {len(index)} images, 2D error {error_px:.2f} px, "
               f"PA-MPJPE without the prior {pa:.2f} mm")
 
 

@@ -4,11 +4,13 @@ hierarchy built in the hand's own frame."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
 from cliphand import evaluation
 from cliphand.data import handmodel
+from cliphand.data.dataset import HandDataset
 from cliphand.data.synthetic import make_pose
 from cliphand.losses import edge_loss
 from cliphand.meanhand import canonical_mean_hand
@@ -130,3 +132,29 @@ def test_a_learned_blend_stays_convex_after_training_steps():
     assert torch.allclose(w.sum(1), torch.ones(2)) and (w[weights == 0] == 0).all()
     fixed = Blend(weights, learned=False)
     assert not list(fixed.parameters()) and torch.equal(fixed(), weights)
+
+
+def test_the_2d_error_is_in_pixels_of_the_input_and_ignores_depth():
+    true = np.random.default_rng(0).random((2, 21, 3))
+    pred = true + np.array([3.0 / 96, 4.0 / 96, 0.3])  # 3 and 4 pixels on u and v, and a depth error
+    assert evaluation.uv_error_px(pred, true, 96) == pytest.approx(5.0)
+
+
+def test_validation_reports_the_2d_error_of_the_pose_head(processed_hands):
+    """The training history's ``val_uv_error_px`` is the network's mean u, v error in input pixels."""
+    from conftest import tiny_config
+
+    from cliphand.config import TrainConfig
+    from cliphand.models.cliphand3d import CLIPHand3D
+    from cliphand.models.hierarchy import MeshHierarchy
+    from cliphand.outputs import dataset_outputs
+    from cliphand.training.trainer import validate
+
+    torch.manual_seed(0)
+    model = CLIPHand3D(tiny_config(), MeshHierarchy.load(processed_hands / "hierarchy.npz"))
+    val = HandDataset(processed_hands, "val", 8.0)
+    out = validate(model, val, TrainConfig(batch_size=4, amp="none"), torch.device("cpu"), with_mesh=False)
+    joints25d = dataset_outputs(model, val, 4, torch.device("cpu"), with_mesh=False, with_text=False)["joints25d"]
+    expected = np.linalg.norm((joints25d - val.ann["joints25d"])[..., :2], axis=-1).mean() * 64  # the tiny model's 64 px
+    assert out["val_uv_error_px"] == pytest.approx(expected, rel=1e-6)
+    assert 0.5 < out["val_uv_error_px"] < 64  # an untrained network: off, but inside the crop

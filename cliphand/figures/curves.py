@@ -13,7 +13,7 @@ from cliphand.figures import AXIS_COLORS, save
 def training_curves(history: Sequence[dict], path: Path, title: str) -> Path:
     """Loss terms, validation errors and contrastive top-1 against the epoch."""
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
     for key in history[0]:
         # A term weighted 0 is off (0 throughout), and a log axis has no place for it.
         if key.startswith("train_loss_") and any(h[key] for h in history):
@@ -23,6 +23,10 @@ def training_curves(history: Sequence[dict], path: Path, title: str) -> Path:
         if key in history[0]:
             axes[1].plot(epochs, [h[key] for h in history], marker="o", label=key.removeprefix("val_"))
     axes[1].set(title="validation error", xlabel="epoch", ylabel="mm")
+    if "val_uv_error_px" in history[0]:  # the 2D error on its own scale, named by its axis (one legend)
+        px = axes[1].twinx()
+        px.plot(epochs, [h["val_uv_error_px"] for h in history], "k--", marker="s")
+        px.set(ylabel="2D error (px), dashed")
     for axis, color in AXIS_COLORS.items():
         key = f"val_top1_{axis}"
         if key in history[0]:

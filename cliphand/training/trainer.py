@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cliphand import losses, metrics, zeroshot
+from cliphand import evaluation, losses, metrics, zeroshot
 from cliphand.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -219,13 +219,16 @@ def lr_factor(step: int, total: int, warmup_steps: int, decay_fraction: float = 
 
 
 def validate(model: CLIPHand3D, dataset: HandDataset, cfg: TrainConfig, device: torch.device, with_mesh: bool) -> dict[str, float]:
-    """Validation metrics: FreiHAND-protocol errors and contrastive top-1 at the training batch."""
+    """Validation metrics: FreiHAND-protocol errors, the 2D error in pixels and contrastive top-1 at
+    the training batch."""
     pred = dataset_outputs(model, dataset, cfg.batch_size, device, with_mesh=with_mesh, desc="validate")
     gt_verts = dataset.ann["verts"] if with_mesh else None
     summary = metrics.freihand_summary(
         dataset.ann["xyz"], gt_verts, pred["joints_cam"], pred.get("verts_cam") if with_mesh else None
     )
     out = {f"val_{k}": float(summary[k]) for k in metrics.VALIDATION_KEYS}
+    # What a recipe change must move to reach the model past the lifter (PA-MPJPE here reads the pose head's depths).
+    out["val_uv_error_px"] = evaluation.uv_error_px(pred["joints25d"], dataset.ann["joints25d"], model.cfg.image_size)
     if with_mesh:
         out["val_pa_mpvpe_mm"] = float(summary["pa_mpvpe_mm"])
     if "text_feats" in pred and len(dataset) >= cfg.batch_size:
