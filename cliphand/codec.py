@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -56,6 +57,12 @@ class Codec25D:
         rel = (xyz[..., 2] - root_depth[:, None]) / scale[:, None]  # [B, N]
         d = rel / (2.0 * self.depth_range) + 0.5
         return torch.cat([uv, d[..., None]], dim=-1)
+
+    def uv_error_px(self, pred25d: Tensor | np.ndarray, true25d: Tensor | np.ndarray) -> float:
+        """Mean Euclidean error of the joints' u, v ``[N, 21, 3]`` (torch or NumPy) in pixels of the
+        crop: the 2D error that the depth lifter, the root's depth and the camera-space joints all
+        inherit, whatever the pose head's own depths."""
+        return float((((pred25d[..., :2] - true25d[..., :2]) ** 2).sum(-1) ** 0.5).mean()) * self.image_size
 
     def decode(self, points25d: Tensor, root_depth: Tensor, K: Tensor, scale: Tensor) -> Tensor:
         """2.5D points ``[B, N, 3]`` → camera space, given the root's depth ``[B]``."""

@@ -30,13 +30,6 @@ from cliphand.data.dataset import HandDataset
 from cliphand.meanhand import canonical_mean_hand
 
 
-def uv_error_px(pred25d: np.ndarray, true25d: np.ndarray, image_size: int) -> float:
-    """Mean Euclidean error of the joints' u, v (2.5D ``[N, 21, 3]``, ``cliphand.codec``) in pixels of
-    the model's input: the 2D error that the depth lifter, the root's depth and the camera-space
-    joints all inherit, whatever the pose head's own depths."""
-    return float(np.linalg.norm(pred25d[..., :2] - true25d[..., :2], axis=-1).mean() * image_size)
-
-
 def root_relative_mpjpe_mm(gt: np.ndarray, pred: np.ndarray) -> float:
     """MPJPE with the predicted root moved onto the true one (mm): the pose without its position."""
     return float(np.linalg.norm((pred - pred[:, :1]) - (gt - gt[:, :1]), axis=-1).mean() * 1000.0)

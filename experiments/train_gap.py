@@ -16,7 +16,6 @@ from torch.utils.data import Subset
 
 from cliphand import metrics
 from cliphand.data.dataset import HandDataset
-from cliphand.evaluation import uv_error_px
 from cliphand.models.io import load_model
 from cliphand.outputs import dataset_outputs
 
@@ -33,7 +32,7 @@ def main() -> None:
         index = np.arange(0, len(dataset), every)
         out = dataset_outputs(model, Subset(dataset, index.tolist()), 64, torch.device("cpu"), with_mesh=False,
                               with_text=False, with_prior=False, desc=split)
-        error_px = uv_error_px(out["joints25d"], dataset.ann["joints25d"][index], model.cfg.image_size)
+        error_px = model.codec.uv_error_px(out["joints25d"], dataset.ann["joints25d"][index])
         pa = metrics.freihand_summary(dataset.ann["xyz"][index], None, out["joints_cam"], None)["pa_mpjpe_mm"]
         print(f"{split}: {len(index)} images, 2D error {error_px:.2f} px, "
               f"PA-MPJPE without the prior {pa:.2f} mm")

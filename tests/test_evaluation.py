@@ -9,6 +9,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from cliphand import evaluation
+from cliphand.codec import Codec25D
 from cliphand.data import handmodel
 from cliphand.data.dataset import HandDataset
 from cliphand.data.synthetic import make_pose
@@ -137,7 +138,9 @@ def test_a_learned_blend_stays_convex_after_training_steps():
 def test_the_2d_error_is_in_pixels_of_the_input_and_ignores_depth():
     true = np.random.default_rng(0).random((2, 21, 3))
     pred = true + np.array([3.0 / 96, 4.0 / 96, 0.3])  # 3 and 4 pixels on u and v, and a depth error
-    assert evaluation.uv_error_px(pred, true, 96) == pytest.approx(5.0)
+    codec = Codec25D(image_size=96, depth_range=3.5)
+    assert codec.uv_error_px(pred, true) == pytest.approx(5.0)
+    assert codec.uv_error_px(torch.from_numpy(pred), torch.from_numpy(true)) == pytest.approx(5.0)
 
 
 def test_validation_reports_the_2d_error_of_the_pose_head(processed_hands):

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cliphand import evaluation, losses, metrics, zeroshot
+from cliphand import losses, metrics, zeroshot
 from cliphand.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -228,7 +228,7 @@ def validate(model: CLIPHand3D, dataset: HandDataset, cfg: TrainConfig, device: 
     )
     out = {f"val_{k}": float(summary[k]) for k in metrics.VALIDATION_KEYS}
     # What a recipe change must move to reach the model past the lifter (PA-MPJPE here reads the pose head's depths).
-    out["val_uv_error_px"] = evaluation.uv_error_px(pred["joints25d"], dataset.ann["joints25d"], model.cfg.image_size)
+    out["val_uv_error_px"] = model.codec.uv_error_px(pred["joints25d"], dataset.ann["joints25d"])
     if with_mesh:
         out["val_pa_mpvpe_mm"] = float(summary["pa_mpvpe_mm"])
     if "text_feats" in pred and len(dataset) >= cfg.batch_size:
