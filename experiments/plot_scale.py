@@ -27,12 +27,12 @@ def main() -> None:
     minutes = lambda r, steps=None: (r["pretrain_steps"] if steps is None else steps) * pace  # noqa: E731
     by_data = {n: [r for r in runs if r["train_images"] == n] for n in dict.fromkeys(r["train_images"] for r in runs)}
     markers = dict(zip(by_data, "osD^v"))
+    together = [r for r in runs if r["pretrain_epochs"] == default["pretrain_epochs"]]  # poses and steps grown alike
     fig, (ax, ax_uv) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for key, label, colour in (("pa_mpjpe_mm", "PA-MPJPE", "C0"), ("pa_mpvpe_mm", "PA-MPVPE", "C1")):
         for n, group in by_data.items():
             ax.plot([minutes(r) for r in group], [r["model"][key] for r in group], "-", marker=markers[n], color=colour,
                     mfc="white" if n != default["train_images"] else colour, label=f"model {label}, {n:,} images")
-        together = [r for r in runs if r["pretrain_epochs"] == default["pretrain_epochs"]]  # poses and steps grown alike
         if len(together) > 1:
             ax.plot([minutes(r) for r in together], [r["model"][key] for r in together], "-.", color=colour, lw=1,
                     label=f"{label}, {default['pretrain_epochs']} epochs of each data size")
