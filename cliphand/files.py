@@ -83,6 +83,12 @@ def write_csv(path: Path | str, rows: Sequence[dict[str, Any]]) -> Path:
     return write_text(path, buf.getvalue())
 
 
+def read_csv(path: Path | str) -> list[dict[str, float]]:
+    """``write_csv``'s numeric rows back, a dict each; a row's empty cells (columns it lacked) left out."""
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
 def check_free_space(folder: Path | str, needed: int, what: str) -> None:
     """A DiskSpaceError naming ``folder`` unless it has ``needed`` bytes free for ``what``.
 

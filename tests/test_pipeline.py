@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cliphand.files import read_csv
 from cliphand.serving import load_predictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +51,12 @@ def test_server_has_runs_params_metrics_tags_and_the_registered_model(repo, mlfl
     assert pretrain.data.params["pretrain.batch_size"] == "8"
     assert "val_pa_mpjpe_mm" in pretrain.data.metrics
     assert len(client.get_metric_history(pretrain.info.run_id, "train_loss_total")) == 2  # per epoch
+    trace = read_csv(repo[0] / "plots" / "pretrain_steps.csv")  # and the step trace, at its optimiser steps
+    assert sorted(m.step for m in client.get_metric_history(pretrain.info.run_id, "step_loss_total")) == [
+        int(t["step"]) for t in trace]
     assert by_stage["evaluate"].data.metrics["model_pa_mpjpe_mm"] > 0
-    assert {"pck.png", "prediction.png"} <= {a.path for a in client.list_artifacts(by_stage["evaluate"].info.run_id)}
+    assert {"pck.png", "prediction.png", "pretrain_curves.png", "finetune_curves.png"} <= {
+        a.path for a in client.list_artifacts(by_stage["evaluate"].info.run_id)}
     versions = client.search_model_versions("name='cliphand3d'")
     assert versions
     assert client.get_model_version_by_alias("cliphand3d", "champion").version  # set by the default pipeline

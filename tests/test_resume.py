@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 import torch
@@ -23,8 +24,10 @@ from conftest import tiny_config
 from cliphand.checkpoint import CheckpointError, load_checkpoint
 from cliphand.config import TrainConfig
 from cliphand.data.dataset import HandDataset
+from cliphand.files import read_csv
 from cliphand.models.cliphand3d import CLIPHand3D
 from cliphand.models.hierarchy import MeshHierarchy
+from cliphand.training import trainer
 from cliphand.training.trainer import NonFiniteLossError, lr_factor, train_phase
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +65,27 @@ def test_epoch_steps_caps_the_steps_of_each_epoch(processed_hands, tmp_path):
         result = train_phase(_model(processed_hands), replace(CFG, epoch_steps=cap), "pretrain", train_set, val_set, path)
         state = load_checkpoint(path)
         assert (state["epoch"], state["step"], len(result.history)) == (2, 2 * steps, 2)
+
+
+@pytest.mark.parametrize("points", [20, 1])
+def test_the_step_trace_averages_the_losses_between_its_points(processed_hands, tmp_path, monkeypatch, points):
+    """Twenty points an epoch (every step where an epoch has fewer); weighted by their steps, an epoch's
+    points average to its record's loss. One point an epoch is the epoch's mean."""
+    monkeypatch.setattr(trainer, "TRACE_POINTS", points)
+    train_set, val_set = _datasets(processed_hands)
+    steps = len(train_set) // CFG.batch_size
+    every = max(1, steps // points)
+    result = train_phase(_model(processed_hands), CFG, "pretrain", train_set, val_set, tmp_path / "trace.pt")
+    ends = [s for e in range(CFG.epochs) for s in range(e * steps + 1, (e + 1) * steps + 1)
+            if (s - e * steps) % every == 0 or s == (e + 1) * steps]
+    assert [t["step"] for t in result.trace] == ends
+    assert [t["epoch"] for t in result.trace] == pytest.approx([s / steps for s in ends])
+    for epoch, record in enumerate(result.history, 1):
+        points_in = [t for t in result.trace if epoch - 1 < t["epoch"] <= epoch]
+        widths = np.diff([(epoch - 1) * steps] + [t["step"] for t in points_in])
+        for key in ("train_loss_total", "train_loss_joints"):
+            mean = sum(w * t[key] for w, t in zip(widths, points_in)) / steps
+            assert record[key] == pytest.approx(mean, rel=1e-9)
 
 
 def test_decay_fraction_holds_the_lr_then_decays_it(processed_hands, tmp_path):
@@ -199,6 +223,10 @@ def test_a_stage_killed_mid_epoch_resumes_into_the_same_metrics_and_mlflow_run(p
     worst = max(abs(resumed[k] - v) / max(abs(v), 1e-12) for k, v in expected.items())
     print(f"nproc={nproc}: killed at step {step}, resumed; final metrics' largest relative difference {worst:.1e}")
     assert resumed == pytest.approx(expected, rel=1e-6)
+    # Every epoch's losses and the step trace too, the steps trained before the kill included.
+    for csv in ("pretrain.csv", "pretrain_steps.csv"):
+        expected, resumed = (read_csv(root / "plots" / csv) for root in (whole, killed))
+        assert len(resumed) == len(expected) and all(r == pytest.approx(e, rel=1e-6) for r, e in zip(resumed, expected)), csv
 
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name("cliphand").experiment_id])

@@ -1,6 +1,7 @@
 """Stage ``evaluate``: FreiHAND's protocol on the evaluation split beside the strongest simple
 baselines (``cliphand.evaluation``), where the error comes from, the mesh's smoothness, the PCK
-curves, and the README's prediction figure (drawn as ``cliphand predict`` draws)."""
+curves, the README's prediction figure (drawn as ``cliphand predict`` draws), and the training
+stages' curves from their CSVs (drawn here, so a change to that figure does not retrain)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from cliphand import evaluation, metrics, tracking, viz
 from cliphand.config import ConfigError, Params
 from cliphand.data.dataset import HandDataset
 from cliphand.devices import resolve_device
+from cliphand.figures.curves import training_curves
 from cliphand.figures.evaluation import pck_figure, smoothness_figure
-from cliphand.files import write_csv, write_json
+from cliphand.files import read_csv, write_csv, write_json
 from cliphand.models.io import load_model
 from cliphand.outputs import dataset_outputs
 from cliphand.paths import DOCS, METRICS, MODEL_FILES, PLOTS, PROCESSED
@@ -59,6 +61,9 @@ def evaluate(params: Params, raw: dict) -> dict:
         ]
         write_csv(PLOTS / "pck.csv", pck)
         figures = [pck_figure(pck, PLOTS / "pck.png")]
+        figures += [training_curves(read_csv(PLOTS / f"{phase}.csv"), read_csv(PLOTS / f"{phase}_steps.csv"),
+                                    PLOTS / f"{phase}_curves.png", title=phase)
+                    for phase in ("pretrain", "finetune")]
         if faces is not None:
             figures.append(smoothness_figure(
                 evaluation.laplacian_mm(pred["verts_cam"], faces), evaluation.laplacian_mm(gt_verts, faces),

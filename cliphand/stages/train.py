@@ -9,7 +9,6 @@ from cliphand import tracking
 from cliphand.checkpoint import load_checkpoint, load_model_state
 from cliphand.config import Params, TrainConfig
 from cliphand.data.dataset import HandDataset
-from cliphand.figures.curves import training_curves
 from cliphand.files import write_csv, write_json
 from cliphand.models.cliphand3d import CLIPHand3D, count_parameters
 from cliphand.models.hierarchy import MeshHierarchy
@@ -38,7 +37,8 @@ def train(
 
     With ``launch.nproc`` above 1 and no launcher around, the stage runs itself again under
     torchrun and returns the metrics its rank 0 wrote; under torchrun every process trains and
-    rank 0 alone logs to MLflow and writes the model, metrics, plots and checkpoints; ``calibrate``
+    rank 0 alone logs to MLflow and writes the model, metrics, the epochs' and the step trace's CSVs
+    (the evaluate stage draws them, so a change to the figure does not retrain) and checkpoints; ``calibrate``
     (finetune's) adjusts the trained model on the validation split before it is saved and returns
     metrics, and ``register`` (finetune's) then logs the model to the MLflow registry.
     """
@@ -66,7 +66,8 @@ def train(
                 mlflow.log_params({f"n_params.{k}": v for k, v in count_parameters(model).items()})
             result = train_phase(
                 model, cfg, phase, train_set, val_set, checkpoint,
-                on_metrics=lambda m, step: mlflow.log_metrics(m, step=step),
+                on_metrics=lambda m, step: mlflow.log_metrics(m, step=step),  # at the epoch's number
+                on_trace=lambda m, step: mlflow.log_metrics(m, step=step),  # at the optimiser step
                 run_info={"mlflow_run_id": run.info.run_id},
             )
             model.cpu()
@@ -77,7 +78,7 @@ def train(
             save_model(model, MODEL_FILES[phase])
             write_json(METRICS / f"{phase}.json", result.final)
             write_csv(PLOTS / f"{phase}.csv", result.history)
-            mlflow.log_artifact(str(training_curves(result.history, PLOTS / f"{phase}_curves.png", title=phase)))
+            write_csv(PLOTS / f"{phase}_steps.csv", result.trace)
             if register is not None:
                 register(model, val_set)
         checkpoint.unlink(missing_ok=True)

@@ -1,7 +1,8 @@
 """The training loop shared by contrastive pretraining and mesh fine-tuning.
 
 A phase trains for ``epochs`` over a dataset, validates after each epoch, reports metrics through
-a callback (the stages log them to MLflow; training never imports the tracker) and checkpoints
+a callback (the stages log them to MLflow; training never imports the tracker): the epoch's
+record, and the training loss averaged over each twentieth of an epoch (the step trace); it checkpoints
 atomically every ``checkpoint_every`` steps and every epoch, so a killed run resumes where it was.
 It runs the same on one process or on every process of a torchrun world
 (``cliphand.training.distributed``): DDP, a sampler dealing one global batch order, losses
@@ -47,7 +48,10 @@ PHASES = ("pretrain", "finetune")
 MetricsCallback = Callable[[dict[str, float], int], None]
 # TrainConfig fields that change how a phase runs, not what it computes: free to differ on resume.
 RESUME_FREE = ("device", "workers", "checkpoint_every")
-CHECKPOINT_KEYS = ("phase", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "history", "rng", "resume_key")
+CHECKPOINT_KEYS = ("phase", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "history", "trace",
+                   "loss_sums", "rng", "resume_key")
+# Points of the step trace per epoch: the loss curve within an epoch (a one-epoch phase is a curve, not a point).
+TRACE_POINTS = 20
 
 
 class NonFiniteLossError(RuntimeError):
@@ -63,10 +67,13 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class PhaseResult:
-    """What a finished phase hands to its stage."""
+    """What a finished phase hands to its stage: the last epoch's record, every epoch's, and the step
+    trace (``step``, ``epoch`` as a fraction, ``lr`` and the ``train_loss_*`` terms averaged since the
+    point before)."""
 
     final: dict[str, float]
     history: list[dict[str, float]]
+    trace: list[dict[str, float]]
 
 
 def compute_losses(
@@ -316,12 +323,15 @@ def train_phase(
     val_set: HandDataset,
     checkpoint_path: Path,
     on_metrics: MetricsCallback | None = None,
+    on_trace: MetricsCallback | None = None,
     run_info: dict | None = None,
 ) -> PhaseResult:
     """Train ``model`` for one phase, resuming from ``checkpoint_path`` when it holds this phase.
 
     Run by every process of the current world (``distributed.current()``); all return the same
-    history. Only rank 0 calls ``on_metrics`` and writes the checkpoint, with ``run_info`` in it.
+    history. Only rank 0 calls ``on_metrics`` (each epoch's record, at the epoch's number) and
+    ``on_trace`` (each point of the step trace, its terms named ``step_loss_*`` and ``step_lr``, at
+    its optimiser step), and writes the checkpoint, with ``run_info`` in it.
     """
     checkpoint_path = Path(checkpoint_path)
     with_mesh = phase == "finetune"
@@ -348,7 +358,11 @@ def train_phase(
     )
 
     key = resume_key(replace(cfg, amp=train_step.amp), world, model, train_set, val_set)  # amp as resolved here
-    start_epoch, step, history = 0, 0, []
+    trace_every = max(1, steps_per_epoch // TRACE_POINTS)
+    start_epoch, step, history, trace = 0, 0, [], []
+    # The loss terms summed over the epoch so far and since the last trace point, checkpointed with
+    # the rest: a resumed run reports the losses of the steps trained before the kill too.
+    sums: dict[str, dict[str, float]] = {"epoch": {}, "trace": {}}
     if checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path)
         check_resumable(state, phase, key, checkpoint_path)
@@ -365,6 +379,7 @@ def train_phase(
                 f"delete {checkpoint_path} to start fresh"
             ) from e
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        trace, sums = state["trace"], state["loss_sums"]
         _set_rng_state(state["rng"][world.rank], device)
         log.info("%s: resuming from %s at epoch %d, step %d", phase, checkpoint_path, start_epoch, step)
 
@@ -376,7 +391,8 @@ def train_phase(
                     "phase": phase, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                     # The sampler's position: the permutation of `epoch`, after `step` global batches.
-                    "epoch": epoch, "step": step, "history": history, "rng": rng,
+                    "epoch": epoch, "step": step, "history": history, "trace": trace, "loss_sums": sums,
+                    "rng": rng,
                     "resume_key": key, "run": run_info or {},
                 },
                 checkpoint_path,
@@ -386,7 +402,6 @@ def train_phase(
         done = step - epoch * steps_per_epoch  # steps of this epoch trained before a resume
         sampler.set_position(epoch, done * cfg.grad_accum * micro)
         batches = iter(loader)
-        sums: dict[str, float] = {}
         bar = tqdm(
             range(done, steps_per_epoch), desc=f"{phase} {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
             disable=not world.is_main,
@@ -397,14 +412,26 @@ def train_phase(
             except NonFiniteLossError as e:
                 last = checkpoint_path if checkpoint_path.is_file() else "none (no checkpoint written yet)"
                 raise NonFiniteLossError(f"{e}; the last good checkpoint is {last}") from None
-            for k, v in reduced.items():
-                sums[k] = sums.get(k, 0.0) + v
+            for totals in sums.values():
+                for k, v in reduced.items():
+                    totals[k] = totals.get(k, 0.0) + v
+            lr = scheduler.get_last_lr()[0]  # the rate this step trained at
             scheduler.step()
             step += 1
             bar.set_postfix(loss=f"{reduced['total']:.3f}")
+            into_epoch = step - epoch * steps_per_epoch
+            if into_epoch % trace_every == 0 or into_epoch == steps_per_epoch:
+                n = (into_epoch - 1) % trace_every + 1  # steps since the last point (the epoch's last may be short)
+                window = {k: v / n for k, v in sums["trace"].items()}
+                sums["trace"] = {}
+                trace.append({"step": step, "epoch": step / steps_per_epoch, "lr": lr,
+                              **{f"train_loss_{k}": v for k, v in window.items()}})
+                if world.is_main and on_trace is not None:
+                    on_trace({"step_lr": lr, **{f"step_loss_{k}": v for k, v in window.items()}}, step)
             if step % cfg.checkpoint_every == 0:
                 checkpoint(epoch)
-        record = {f"train_loss_{k}": v / max(1, steps_per_epoch - done) for k, v in sums.items()}
+        record = {f"train_loss_{k}": v / steps_per_epoch for k, v in sums["epoch"].items()}
+        sums["epoch"] = {}
         if world.is_main:
             record.update(validate(model, val_set, cfg, device, with_mesh))
         record = distributed.from_main(record, world)
@@ -416,4 +443,4 @@ def train_phase(
             if on_metrics is not None:
                 on_metrics(record, epoch + 1)
         checkpoint(epoch + 1)
-    return PhaseResult(final=history[-1] if history else {}, history=history)
+    return PhaseResult(final=history[-1] if history else {}, history=history, trace=trace)
