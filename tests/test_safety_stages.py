@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config
 from test_resume import stage_dir
 from test_safety_model_files import Trap
 
@@ -19,6 +20,9 @@ from cliphand.config import ConfigError
 from cliphand.data.download import ArchiveError
 from cliphand.data.freihand import DatasetIndexError
 from cliphand.files import DiskSpaceError
+from cliphand.models.cliphand3d import CLIPHand3D
+from cliphand.models.hierarchy import MeshHierarchy
+from cliphand.models.io import save_model
 from cliphand.stages import DEBUG_ENV, run_stage
 from cliphand.tracking import stage_run, tracking_uri
 
@@ -94,6 +98,16 @@ def test_stages_fail_in_one_line(processed_hands, tmp_path):
                       "with `python -m cliphand.data.download --out DIR`)")
     debug = _stage("preprocess", root, {**env, DEBUG_ENV: "1"})
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "DatasetError" in debug.stderr
+
+
+def test_evaluate_without_the_training_curves_stops_before_writing(processed_hands, tmp_path):
+    """The training stages' CSVs, which evaluate draws, are read first: a missing one is named, nothing is written."""
+    root, env = stage_dir(tmp_path / "stage", processed_hands, nproc=1)
+    torch.manual_seed(0)
+    save_model(CLIPHand3D(tiny_config(), MeshHierarchy.load(processed_hands / "hierarchy.npz")), root / "models" / "model.pt")
+    _one_line_failure(_stage("evaluate", root, env),
+                      "evaluate: [Errno 2] No such file or directory: 'plots/pretrain.csv'")
+    assert not (root / "metrics" / "evaluate.json").exists() and not (root / "docs").exists()
 
 
 def test_under_dvc_the_store_is_the_workspaces_not_the_temp_copys(tmp_path, monkeypatch):

@@ -31,6 +31,9 @@ def evaluate(params: Params, raw: dict) -> dict:
     example = params.evaluate.figure_index
     if example >= len(dataset):
         raise ConfigError(f"evaluate.figure_index: {example} is past the {len(dataset)} evaluation images")
+    # Read before any output is written: a missing file stops the stage with nothing half-done.
+    curves = {phase: (read_csv(PLOTS / f"{phase}.csv"), read_csv(PLOTS / f"{phase}_steps.csv"))
+              for phase in ("pretrain", "finetune")}
     with tracking.stage_run("evaluate", sections(raw, "evaluate")):
         # The network alone once, then the pose prior the finetune stage fitted on top: what the prior adds.
         bare = dataset_outputs(model, dataset, params.evaluate.batch_size, device, with_text=False,
@@ -61,9 +64,7 @@ def evaluate(params: Params, raw: dict) -> dict:
         ]
         write_csv(PLOTS / "pck.csv", pck)
         figures = [pck_figure(pck, PLOTS / "pck.png")]
-        figures += [training_curves(read_csv(PLOTS / f"{phase}.csv"), read_csv(PLOTS / f"{phase}_steps.csv"),
-                                    PLOTS / f"{phase}_curves.png", title=phase)
-                    for phase in ("pretrain", "finetune")]
+        figures += [training_curves(*rows, PLOTS / f"{phase}_curves.png", title=phase) for phase, rows in curves.items()]
         if faces is not None:
             figures.append(smoothness_figure(
                 evaluation.laplacian_mm(pred["verts_cam"], faces), evaluation.laplacian_mm(gt_verts, faces),
