@@ -24,7 +24,10 @@ def main() -> None:
     runs = sorted(json.loads(args.runs.read_text())["runs"], key=lambda r: (r["train_images"], r["pretrain_steps"]))
     default = runs[0]
     pace = default["pretrain_wall_s"] / default["pretrain_steps"] / 60  # minutes per step, the default's run
-    minutes = lambda r, steps=None: (r["pretrain_steps"] if steps is None else steps) * pace  # noqa: E731
+
+    def minutes(r: dict, steps: float | None = None) -> float:
+        return (r["pretrain_steps"] if steps is None else steps) * pace
+
     by_data = {n: [r for r in runs if r["train_images"] == n] for n in dict.fromkeys(r["train_images"] for r in runs)}
     markers = dict(zip(by_data, "osD^v"))
     together = [r for r in runs if r["pretrain_epochs"] == default["pretrain_epochs"]]  # poses and steps grown alike

@@ -64,10 +64,12 @@ def train(
 
             if run_id is None:
                 mlflow.log_params({f"n_params.{k}": v for k, v in count_parameters(model).items()})
+            def log(metrics: dict[str, float], step: int) -> None:
+                mlflow.log_metrics(metrics, step=step)
+
+            # Epoch records at the epoch's number, the step trace at the optimiser step.
             result = train_phase(
-                model, cfg, phase, train_set, val_set, checkpoint,
-                on_metrics=lambda m, step: mlflow.log_metrics(m, step=step),  # at the epoch's number
-                on_trace=lambda m, step: mlflow.log_metrics(m, step=step),  # at the optimiser step
+                model, cfg, phase, train_set, val_set, checkpoint, on_metrics=log, on_trace=log,
                 run_info={"mlflow_run_id": run.info.run_id},
             )
             model.cpu()
