@@ -64,12 +64,10 @@ def train(
 
             if run_id is None:
                 mlflow.log_params({f"n_params.{k}": v for k, v in count_parameters(model).items()})
-            def log(metrics: dict[str, float], step: int) -> None:
-                mlflow.log_metrics(metrics, step=step)
-
-            # Epoch records at the epoch's number, the step trace at the optimiser step.
+            # Epoch records at the epoch's number, the step trace at the optimiser step: (metrics, step).
             result = train_phase(
-                model, cfg, phase, train_set, val_set, checkpoint, on_metrics=log, on_trace=log,
+                model, cfg, phase, train_set, val_set, checkpoint,
+                on_metrics=mlflow.log_metrics, on_trace=mlflow.log_metrics,
                 run_info={"mlflow_run_id": run.info.run_id},
             )
             model.cpu()
